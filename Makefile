@@ -1,0 +1,33 @@
+# The two commands a newcomer types: `make demo` and `make test`. Both set up the
+# environment from nothing first (idempotent; see .ci/setup-env.sh).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+export FIFTYONE_DO_NOT_TRACK := true
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup demo test test-slow lint bench clean
+
+setup:
+	@bash .ci/setup-env.sh
+
+demo: setup
+	$(VENV)/bin/curate policies
+
+# Default test run (excludes tests marked slow). pytest exits non-zero on any failure
+# and with code 5 when no test ran, which make treats as a failure too.
+test: setup
+	$(PYTEST) -q --timeout=900
+
+test-slow: setup
+	$(PYTEST) -q -m slow --timeout=1800
+
+lint: setup
+	$(VENV)/bin/ruff check curate tfds_builders train tests benchmarks
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf demo_output curate-workspace test-artifacts
