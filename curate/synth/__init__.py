@@ -1,0 +1,1 @@
+"""Synthetic data generation (procedural faces and fake datasets)."""
