@@ -1,0 +1,792 @@
+"""The curation workspace: one folder, one DuckDB database, Parquet exports and reports.
+
+Scope
+-----
+A workspace is a folder (``./curate-workspace`` unless ``--workspace DIR`` or the
+``CURATE_WORKSPACE`` environment variable says otherwise) holding:
+
+* ``workspace.duckdb`` -- the database: ingested annotations of every dataset in one schema
+  (:data:`curate.formats.schema.ANNOTATION_SCHEMA`), their rejects, the label policies
+  applied (definition, mapping, datasets) and the remapped labels they give (the view
+  ``remapped``), every study's results and the registered training runs (see :data:`TABLES`);
+* ``exports/`` -- Parquet (zstd) exports, ``reports/`` -- study reports, ``runs/`` -- the
+  trainer's run folders.
+
+Concurrency: any number of readers may work at once; a writer takes DuckDB's exclusive file
+lock for the length of one transaction. A second writer (or a reader while a writer is
+active) waits up to ``timeout`` seconds, then gets :class:`WorkspaceBusyError`, never a
+half-written file: every write runs inside one DuckDB transaction and is rolled back on any
+error.
+
+Heavy imports: DuckDB is imported when a connection opens, Polars only by :meth:`Workspace.ingest`
+and the frame readers, TensorFlow only by :func:`read_tfds`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curate import labels
+
+#: Folder used when neither ``--workspace`` nor ``CURATE_WORKSPACE`` is given.
+DEFAULT_WORKSPACE = "curate-workspace"
+#: Environment variable naming the workspace folder.
+WORKSPACE_ENV = "CURATE_WORKSPACE"
+#: Environment variable: seconds to wait for a busy workspace (default 2).
+TIMEOUT_ENV = "CURATE_WORKSPACE_TIMEOUT"
+DB_NAME = "workspace.duckdb"
+SCHEMA_VERSION = 1
+#: Datasets the workspace knows (one line each in ``curate.labels.DATASET_TO_CANONICAL``).
+DATASETS: tuple[str, ...] = tuple(labels.DATASET_TO_CANONICAL)
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+#: ``dataset`` and ``split`` are stored as DuckDB ENUMs: grouping and filtering on them is
+#: several times faster than on VARCHAR; read them back as text (``::VARCHAR``).
+DATASET_ENUM = "ENUM(" + ", ".join(f"'{d}'" for d in DATASETS) + ")"
+SPLIT_ENUM = "ENUM(" + ", ".join(f"'{s}'" for s in SPLITS) + ")"
+
+#: Table name -> DDL. Columns of ``annotations`` follow ``ANNOTATION_SCHEMA`` in order.
+TABLES: Mapping[str, str] = {
+    "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    "annotations": f"""CREATE TABLE IF NOT EXISTS annotations (
+        id VARCHAR NOT NULL, dataset {DATASET_ENUM} NOT NULL, split {SPLIT_ENUM} NOT NULL,
+        source_file VARCHAR, source_row BIGINT, source_path VARCHAR,
+        raw_label SMALLINT, label TINYINT NOT NULL,
+        valence FLOAT, arousal FLOAT, va_annotated BOOLEAN,
+        face_x FLOAT, face_y FLOAT, face_width FLOAT, face_height FLOAT,
+        landmarks FLOAT[], votes SMALLINT[],
+        holdout_key UINTEGER)""",  # h(id) of curate.studies.holdout, computed at ingest
+    "rejects": """CREATE TABLE IF NOT EXISTS rejects (
+        dataset VARCHAR, split VARCHAR, source_file VARCHAR, source_row BIGINT,
+        id VARCHAR, reason VARCHAR, detail VARCHAR)""",
+    "ingests": """CREATE TABLE IF NOT EXISTS ingests (
+        dataset VARCHAR PRIMARY KEY, source VARCHAR, layout VARCHAR, files JSON,
+        rows BIGINT, rejects BIGINT, created TIMESTAMP)""",
+    "policies": """CREATE TABLE IF NOT EXISTS policies (
+        name VARCHAR PRIMARY KEY, description VARCHAR, classes VARCHAR[], mapping TINYINT[],
+        source VARCHAR, applied TIMESTAMP)""",
+    "policy_maps": """CREATE TABLE IF NOT EXISTS policy_maps (
+        policy VARCHAR NOT NULL, canonical_label TINYINT NOT NULL, class_index TINYINT, class_name VARCHAR,
+        PRIMARY KEY (policy, canonical_label))""",
+    "applied": """CREATE TABLE IF NOT EXISTS applied (
+        policy VARCHAR NOT NULL, dataset VARCHAR NOT NULL, applied TIMESTAMP, PRIMARY KEY (policy, dataset))""",
+    # One row per (applied policy, annotation): the remapped labels, always in step with the
+    # ingested annotations (a re-ingest needs no re-remap); class_index/class_name are NULL
+    # where the policy drops the row.
+    "remapped": """CREATE VIEW IF NOT EXISTS remapped AS
+        SELECT p.policy, a.dataset::VARCHAR AS dataset, a.id, a.split::VARCHAR AS split, a.label,
+            m.class_index, m.class_name
+        FROM applied p
+        JOIN annotations a ON a.dataset = p.dataset
+        JOIN policy_maps m ON m.policy = p.policy AND m.canonical_label = a.label""",
+    "studies": """CREATE TABLE IF NOT EXISTS studies (
+        id BIGINT PRIMARY KEY, kind VARCHAR, dataset VARCHAR, created TIMESTAMP,
+        out_dir VARCHAR, results JSON)""",
+    "runs": """CREATE TABLE IF NOT EXISTS runs (
+        name VARCHAR PRIMARY KEY, dataset VARCHAR NOT NULL, policy VARCHAR NOT NULL,
+        vote_mode VARCHAR, path VARCHAR, created TIMESTAMP, metrics JSON)""",
+}
+
+_ANNOTATION_COLUMNS = (
+    "id", "dataset", "split", "source_file", "source_row", "source_path", "raw_label", "label",
+    "valence", "arousal", "va_annotated", "face_x", "face_y", "face_width", "face_height",
+    "landmarks", "votes",
+)  # fmt: skip
+_REJECT_COLUMNS = ("dataset", "split", "source_file", "source_row", "id", "reason", "detail")
+
+
+class WorkspaceError(ValueError):
+    """A workspace operation cannot proceed; the message says what and where."""
+
+
+class WorkspaceBusyError(WorkspaceError):
+    """Another process holds the workspace's write lock."""
+
+
+class NothingIngestedError(WorkspaceError):
+    """The workspace (or the dataset asked for) has no ingested annotations."""
+
+
+def resolve_workspace_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace folder: ``path``, else ``$CURATE_WORKSPACE``, else ``./curate-workspace``."""
+    if path is not None and str(path):
+        return Path(path)
+    return Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
+
+
+def check_dataset(dataset: str) -> str:
+    """Return ``dataset`` if the workspace knows it, else raise naming the known ones."""
+    if dataset not in DATASETS:
+        raise WorkspaceError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
+    return dataset
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now().replace(microsecond=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSummary:
+    """What :meth:`Workspace.ingest` stored.
+
+    Attributes
+    ----------
+    dataset, source, layout : str
+        Dataset name, where the annotations came from, and the release layout read.
+    rows : int
+        Annotation rows stored.
+    splits : dict[str, int]
+        Rows stored per split.
+    rejects : dict[str, int]
+        Rejected rows per reason (reader rejects plus the workspace's own checks).
+    """
+
+    dataset: str
+    source: str
+    layout: str
+    rows: int
+    splits: dict[str, int]
+    rejects: dict[str, int]
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+
+class Workspace:
+    """A curation workspace folder and its DuckDB database.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The folder; see :func:`resolve_workspace_dir` for the default.
+    timeout : float, optional
+        Seconds to wait for a busy database before :class:`WorkspaceBusyError`
+        (default ``$CURATE_WORKSPACE_TIMEOUT`` or 2).
+
+    Examples
+    --------
+    >>> ws = Workspace("curate-workspace")                      # doctest: +SKIP
+    >>> with ws.connect() as con:                                # doctest: +SKIP
+    ...     con.sql("SELECT dataset, count(*) FROM annotations GROUP BY ALL").fetchall()
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float | None = None) -> None:
+        self.root = resolve_workspace_dir(path)
+        self.timeout = float(os.environ.get(TIMEOUT_ENV, "2")) if timeout is None else float(timeout)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exists(self) -> bool:
+        return self.db_path.is_file()
+
+    def require_database(self) -> None:
+        """Raise :class:`NothingIngestedError` (saying what to run) when there is no database yet."""
+        if not self.exists:
+            raise NothingIngestedError(
+                f"nothing ingested: workspace {self.root} has no database yet; run "
+                "`curate ingest DATASET --manual-dir DIR` or `curate demo` first"
+            )
+
+    # -- connections -------------------------------------------------------------------
+
+    def _open(self, write: bool) -> Any:
+        import duckdb
+
+        if write:
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            self.require_database()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return duckdb.connect(str(self.db_path), read_only=not write)
+            except (duckdb.IOException, duckdb.ConnectionException) as error:
+                text = str(error)
+                lock = "lock" in text.lower() or "different configuration" in text
+                if not lock:
+                    raise WorkspaceError(f"{self.db_path}: cannot open workspace database: {text}") from None
+                if time.monotonic() >= deadline:
+                    pid = re.search(r"PID (\d+)", text)
+                    holder = f" (process {pid.group(1)})" if pid else ""
+                    raise WorkspaceBusyError(
+                        f"workspace is busy: {self.root} is being written by another curate process{holder}; "
+                        "try again when it has finished"
+                    ) from None
+                time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def connect(self, *, write: bool = False) -> Iterator[Any]:
+        """A DuckDB connection; with ``write=True`` one transaction, committed on success.
+
+        Read connections are read-only and may be open in many processes at once; temporary
+        tables are allowed in them. A write connection creates missing tables first and
+        rolls back everything on any exception.
+        """
+        con = self._open(write)
+        try:
+            if write:
+                con.begin()
+                self._ensure_schema(con)
+            yield con
+            if write:
+                con.commit()
+        except BaseException:
+            if write:
+                with contextlib.suppress(Exception):
+                    con.rollback()
+            raise
+        finally:
+            con.close()
+
+    @staticmethod
+    def _ensure_schema(con: Any) -> None:
+        for ddl in TABLES.values():
+            con.execute(ddl)
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise WorkspaceError(f"workspace schema version {row[0]} is newer than this curate ({SCHEMA_VERSION})")
+
+    # -- what is there -----------------------------------------------------------------
+
+    def ingested(self, con: Any | None = None) -> dict[str, int]:
+        """Dataset -> stored annotation rows, for every ingested dataset ({} if none)."""
+        if con is None:
+            if not self.exists:
+                return {}
+            with self.connect() as own:
+                return self.ingested(own)
+        if not _has_table(con, "ingests"):
+            return {}
+        return dict(con.execute("SELECT dataset, rows FROM ingests WHERE rows > 0 ORDER BY dataset").fetchall())
+
+    def require_datasets(self, con: Any, dataset: str | None = None) -> list[str]:
+        """The datasets a command should work on: ``dataset`` (checked) or every ingested one."""
+        present = self.ingested(con)
+        if dataset is not None and dataset != "all":
+            check_dataset(dataset)
+            if dataset not in present:
+                known = ", ".join(present) or "none"
+                raise NothingIngestedError(
+                    f"dataset {dataset!r} is not ingested in workspace {self.root} (ingested: {known}); "
+                    f"run `curate ingest {dataset} --manual-dir DIR` first"
+                )
+            return [dataset]
+        if not present:
+            raise NothingIngestedError(
+                f"nothing ingested in workspace {self.root}; run `curate ingest DATASET --manual-dir DIR` "
+                "or `curate demo` first"
+            )
+        return list(present)
+
+    def splits(self, con: Any, dataset: str) -> list[str]:
+        rows = con.execute("SELECT DISTINCT split::VARCHAR FROM annotations WHERE dataset = ?", [dataset]).fetchall()
+        return sorted((r[0] for r in rows), key=lambda s: (SPLITS.index(s) if s in SPLITS else 99, s))
+
+    def check_split(self, con: Any, dataset: str, split: str | None) -> None:
+        """Raise naming the available splits when ``split`` is not in ``dataset``."""
+        if split is None:
+            return
+        available = self.splits(con, dataset)
+        if split not in available:
+            raise WorkspaceError(
+                f"split {split!r} does not exist in {dataset} (workspace {self.root}); "
+                f"available splits: {', '.join(available)}"
+            )
+
+    # -- ingest ------------------------------------------------------------------------
+
+    def ingest(self, parsed: Any, *, dataset: str, source: str) -> IngestSummary:
+        """Store a reader's :class:`~curate.formats.schema.ParsedTables` for ``dataset``.
+
+        Replaces that dataset's annotations, rejects and extras in one transaction (the
+        ``remapped`` view follows automatically). Rows the workspace itself refuses (label outside 0-10, unknown split,
+        duplicate id, wrong dataset) join the rejects with a reason; valence/arousal outside
+        [-1, 1] (AffectNet's -2 sentinel) become null with ``va_annotated`` false, so no
+        sentinel ever enters a mean. Dataset-specific extra columns go to ``extras_<dataset>``.
+        """
+        import polars as pl
+
+        from curate.formats.schema import ANNOTATION_SCHEMA, REJECT_SCHEMA
+        from curate.studies.holdout import holdout_key_sql
+
+        check_dataset(dataset)
+        frame = parsed.annotations
+        missing = [c for c in ANNOTATION_SCHEMA if c not in frame.columns]
+        if missing:
+            raise WorkspaceError(f"annotations from {source}: missing column(s) {', '.join(missing)}")
+        frame = fill_labels_from_votes(frame)
+        clean, refused = normalize_annotations(frame, dataset)
+        rejects = (
+            pl.concat([parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA), refused], how="vertical")
+            if refused.height
+            else parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA)
+        )
+        extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
+        annotations = clean.select(list(ANNOTATION_SCHEMA)).to_arrow()
+        with self.connect(write=True) as con:
+            for table in ("annotations", "rejects"):
+                con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
+            con.register("incoming_annotations", annotations)
+            con.execute(
+                f"INSERT INTO annotations SELECT {', '.join(_ANNOTATION_COLUMNS)}, {holdout_key_sql('id')} "
+                "FROM incoming_annotations"
+            )
+            con.unregister("incoming_annotations")
+            con.register("incoming_rejects", rejects.to_arrow())
+            con.execute(f"INSERT INTO rejects SELECT {', '.join(_REJECT_COLUMNS)} FROM incoming_rejects")
+            con.unregister("incoming_rejects")
+            con.execute(f"DROP TABLE IF EXISTS extras_{dataset}")
+            if extras:
+                con.register("incoming_extras", clean.select(["id", *extras]).to_arrow())
+                con.execute(f"CREATE TABLE extras_{dataset} AS SELECT * FROM incoming_extras")
+                con.unregister("incoming_extras")
+            con.execute(
+                "INSERT OR REPLACE INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [dataset, source, parsed.layout, json.dumps(dict(parsed.files)), clean.height, rejects.height, _now()],
+            )
+        split_counts = clean.group_by("split").len()
+        reason_counts = rejects.group_by("reason").len()
+        return IngestSummary(
+            dataset=dataset,
+            source=source,
+            layout=parsed.layout,
+            rows=clean.height,
+            splits=dict(
+                sorted(zip(split_counts["split"], split_counts["len"], strict=True), key=lambda kv: SPLITS.index(kv[0]))
+            ),
+            rejects=dict(sorted(zip(reason_counts["reason"], reason_counts["len"], strict=True))),
+        )
+
+    def rejects(self, dataset: str | None = None, *, limit: int | None = None) -> Any:
+        """The rejects table (Polars), optionally of one dataset and the first ``limit`` rows."""
+        import polars as pl
+
+        from curate.formats.schema import REJECT_SCHEMA
+
+        with self.connect() as con:
+            where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
+            tail = f" LIMIT {int(limit)}" if limit is not None else ""
+            rows = con.sql(
+                f"SELECT * FROM rejects {where} ORDER BY dataset, source_file, source_row{tail}", params=params
+            ).to_arrow_table()
+        return pl.from_arrow(rows).cast(REJECT_SCHEMA) if rows.num_rows else pl.DataFrame(schema=REJECT_SCHEMA)
+
+    def annotations(self, dataset: str | None = None, *, columns: Sequence[str] | None = None) -> Any:
+        """Stored annotations as a Polars frame (optionally one dataset, some columns)."""
+        import polars as pl
+
+        names = list(columns) if columns else list(_ANNOTATION_COLUMNS)
+        cols = ", ".join(f"{c}::VARCHAR AS {c}" if c in ("dataset", "split") else c for c in names)
+        with self.connect() as con:
+            where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
+            return pl.from_arrow(con.sql(f"SELECT {cols} FROM annotations {where}", params=params).to_arrow_table())
+
+    # -- policies, studies, runs ------------------------------------------------------
+
+    @staticmethod
+    def record_policy(con: Any, policy: labels.LabelPolicy, datasets: Sequence[str] = ()) -> None:
+        """Store a policy's definition and mapping, and mark it applied to ``datasets``.
+
+        Runs inside an open write transaction. The ``remapped`` view then serves the policy's
+        label of every annotation of those datasets.
+        """
+        con.execute(
+            "INSERT OR REPLACE INTO policies VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                policy.name,
+                policy.description,
+                list(policy.classes),
+                [None if t is None else t for t in policy.mapping],
+                policy.source,
+                _now(),
+            ],
+        )
+        con.execute("DELETE FROM policy_maps WHERE policy = ?", [policy.name])
+        con.executemany(
+            "INSERT INTO policy_maps VALUES (?, ?, ?, ?)", [(policy.name, *row) for row in policy.duckdb_rows()]
+        )
+        for dataset in datasets:
+            con.execute("INSERT OR REPLACE INTO applied VALUES (?, ?, ?)", [policy.name, dataset, _now()])
+
+    def save_study(self, kind: str, dataset: str, results: Mapping[str, Any], *, out_dir: str | Path | None) -> int:
+        """Store a study's results (JSON) and return its id."""
+        with self.connect(write=True) as con:
+            (next_id,) = con.execute("SELECT coalesce(max(id), 0) + 1 FROM studies").fetchone()
+            con.execute(
+                "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?)",
+                [next_id, kind, dataset, _now(), None if out_dir is None else str(out_dir), json_dumps(results)],
+            )
+        return int(next_id)
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every stored study: id, kind, dataset, created, out_dir (results via :meth:`study`)."""
+        with self.connect() as con:
+            cursor = con.execute("SELECT id, kind, dataset, created, out_dir FROM studies ORDER BY id")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def study(self, study_id: int) -> dict[str, Any]:
+        with self.connect() as con:
+            row = con.execute("SELECT results FROM studies WHERE id = ?", [study_id]).fetchone()
+        if row is None:
+            raise WorkspaceError(f"no study with id {study_id} in workspace {self.root}")
+        return json.loads(row[0])
+
+    def register_run(
+        self,
+        name: str,
+        *,
+        dataset: str,
+        policy: str,
+        vote_mode: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a training run in the ``runs`` table (replacing a run of the same name).
+
+        Parameters
+        ----------
+        name : str
+            Run name, unique in the workspace (the run folder's name).
+        dataset : str
+            ``affectnet``, ``ferplus`` or ``rafdb``.
+        policy : str
+            The label policy name the run trained with (a built-in name or TOML policy name).
+        vote_mode : str, optional
+            FER+ vote mode (``majority`` ...), ``None`` for other datasets.
+        path : path-like, optional
+            The run folder (stored as given, made absolute).
+        metrics : mapping, optional
+            JSON-serialisable metrics. The remap study reads the accuracy of each
+            evaluation view from ``metrics["balanced"]["accuracy"]`` and
+            ``metrics["class_frequency"]["accuracy"]`` (view names as in
+            ``predictions.parquet``); the flat keys ``"balanced/accuracy"`` and
+            ``"class_frequency/accuracy"`` are accepted too.
+        """
+        check_dataset(dataset)
+        if not name or not isinstance(name, str):
+            raise WorkspaceError("run name must be a non-empty string")
+        if vote_mode is not None:
+            labels.get_vote_mode(vote_mode)
+        with self.connect(write=True) as con:
+            con.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    name,
+                    dataset,
+                    str(policy),
+                    vote_mode,
+                    None if path is None else str(Path(path).resolve()),
+                    _now(),
+                    json_dumps(dict(metrics or {})),
+                ],
+            )
+
+    def runs(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Registered runs, newest first: dicts with name, dataset, policy, vote_mode, path, created, metrics."""
+        if not self.exists:
+            return []
+        with self.connect() as con:
+            return runs_from(con, dataset)
+
+    def export_parquet(self, query: str, path: str | os.PathLike[str], params: Sequence[Any] = ()) -> Path:
+        """Write the rows of a SQL query to Parquet (zstd) with DuckDB's ``COPY``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            copy_to_parquet(con, query, path, params)
+        return path
+
+
+def runs_from(con: Any, dataset: str | None = None) -> list[dict[str, Any]]:
+    if not _has_table(con, "runs"):
+        return []
+    where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
+    cursor = con.execute(
+        f"SELECT name, dataset, policy, vote_mode, path, created, metrics FROM runs {where} ORDER BY created DESC, name",
+        params,
+    )
+    names = [d[0] for d in cursor.description]
+    out = []
+    for row in cursor.fetchall():
+        record = dict(zip(names, row, strict=True))
+        record["metrics"] = json.loads(record["metrics"] or "{}")
+        out.append(record)
+    return out
+
+
+def copy_to_parquet(con: Any, query: str, path: Path, params: Sequence[Any] = ()) -> None:
+    """``COPY (query) TO path`` as Parquet with zstd compression."""
+    literal = str(path).replace("'", "''")
+    con.execute(f"COPY ({query}) TO '{literal}' (FORMAT parquet, COMPRESSION zstd)", list(params))
+
+
+def _has_table(con: Any, name: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def json_dumps(value: Any) -> str:
+    """JSON text with NaN/inf as null and NumPy scalars/arrays as plain numbers/lists."""
+    return json.dumps(_jsonable(value), allow_nan=False)
+
+
+def _jsonable(value: Any) -> Any:
+    import math
+
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path | _dt.datetime | _dt.date):
+        return str(value)
+    return value
+
+
+#: Vote mode that gives a canonical label to FER+ rows ingested from the vote file alone.
+VOTES_ONLY_LABEL_MODE = "majority"
+
+
+def fill_labels_from_votes(frame: Any) -> Any:
+    """Give rows with votes but no label (``read_votes``) the FER+ majority winner's label.
+
+    The winner is a canonical label 0-10: an emotion, 9 (Uncertain) when no emotion holds a
+    majority (the authors' "unknown") or 10 (No-Face) for NF -- so ``label`` is always
+    set and ``curate remap`` works on it; the vote-mode study derives every mode from the
+    votes themselves. Rows that already have a label are unchanged.
+    """
+    import polars as pl
+
+    missing = frame["label"].is_null() & frame["votes"].is_not_null()
+    if not missing.any():
+        return frame
+    width = len(labels.FERPLUS_VOTE_COLUMNS)
+    fillable = missing & (frame["votes"].list.len() == width)
+    votes = frame.filter(fillable)["votes"].list.to_array(width).to_numpy()
+    winner = labels.ferplus_vote_targets(votes, VOTES_ONLY_LABEL_MODE).label
+    filled = np.full(frame.height, -1, dtype=np.int64)
+    filled[fillable.to_numpy()] = winner
+    return frame.with_columns(
+        pl.when(pl.Series(fillable)).then(pl.Series(filled)).otherwise(pl.col("label")).cast(pl.Int8).alias("label")
+    )
+
+
+def normalize_annotations(frame: Any, dataset: str) -> tuple[Any, Any]:
+    """Polars transform of a reader's annotations into the workspace's stored form.
+
+    Returns ``(clean, refused)``: ``clean`` has the schema's dtypes, null valence/arousal
+    outside [-1, 1] and ``va_annotated`` true only where both are present; ``refused`` are
+    rejects (``REJECT_SCHEMA``) for rows with a label outside 0-10, an unknown split, another
+    dataset's name or an id seen earlier in the frame.
+    """
+    import polars as pl
+
+    from curate.formats.schema import ANNOTATION_SCHEMA, REJECT_SCHEMA
+
+    extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
+    top = labels.NUM_CANONICAL - 1
+    reason = (
+        pl.when(
+            pl.col("label").is_null() | (pl.col("label").cast(pl.Int64) < 0) | (pl.col("label").cast(pl.Int64) > top)
+        )
+        .then(pl.lit("label out of range"))
+        .when(pl.col("split").is_null() | ~pl.col("split").is_in(list(SPLITS)))
+        .then(pl.lit("unknown split"))
+        .when(pl.col("dataset") != dataset)
+        .then(pl.lit("wrong dataset"))
+        .when(pl.col("id").is_null())
+        .then(pl.lit("missing id"))
+        .when(~pl.col("id").is_first_distinct())
+        .then(pl.lit("duplicate id"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    detail = (
+        pl.when(reason == "label out of range")
+        .then(pl.format("label={}", pl.col("label")))
+        .when(reason == "unknown split")
+        .then(pl.format("split={}", pl.col("split")))
+        .when(reason == "wrong dataset")
+        .then(pl.format("dataset={}", pl.col("dataset")))
+        .otherwise(pl.format("id={}", pl.col("id")))
+    )
+    judged = frame.lazy().with_columns(reason.alias("_reason"))
+    flags = judged.select("_reason").collect()["_reason"]
+    refused = pl.DataFrame(schema=REJECT_SCHEMA)
+    if flags.null_count() != len(flags):
+        bad = judged.filter(pl.col("_reason").is_not_null())
+        refused = (
+            bad.with_columns(
+                pl.lit(dataset).alias("dataset"),
+                pl.col("_reason").alias("reason"),
+                detail.alias("detail"),
+                pl.col("label").cast(pl.Int64),
+            )
+            .select(list(REJECT_SCHEMA))
+            .cast(REJECT_SCHEMA)
+            .collect()
+        )
+        judged = judged.filter(pl.col("_reason").is_null())
+    in_range = pl.col("valence").is_between(-1.0, 1.0) & pl.col("arousal").is_between(-1.0, 1.0)
+    clean = (
+        judged.drop("_reason")
+        .with_columns(
+            pl.when(in_range).then(pl.col("valence")).alias("valence"),
+            pl.when(in_range).then(pl.col("arousal")).alias("arousal"),
+            in_range.fill_null(False).alias("va_annotated"),
+        )
+        .select([pl.col(name).cast(dtype) for name, dtype in ANNOTATION_SCHEMA.items()] + extras)
+        .collect()
+    )
+    return clean, refused
+
+
+# --------------------------------------------------------------------------------------
+# Built TFDS datasets as input
+# --------------------------------------------------------------------------------------
+
+
+def find_tfds_dir(data_dir: str | os.PathLike[str], dataset: str, config: str | None = None) -> Path:
+    """The newest ``<data_dir>/<dataset>/[<config>/]<version>`` folder with a ``dataset_info.json``.
+
+    ``data_dir`` may also be that folder itself.
+    """
+    root = Path(data_dir)
+    if (root / "dataset_info.json").is_file():
+        return root
+    base = root / dataset
+    if not base.is_dir():
+        raise WorkspaceError(f"{root}: no built TFDS dataset {dataset!r} (expected {base}/[CONFIG/]VERSION)")
+    found = sorted(p.parent for p in base.glob("**/dataset_info.json"))
+    if config:
+        found = [p for p in found if config in p.relative_to(base).parts]
+    if not found:
+        raise WorkspaceError(f"{base}: no dataset_info.json under it" + (f" for config {config!r}" if config else ""))
+
+    def version_key(p: Path) -> tuple[int, ...]:
+        return tuple(int(x) if x.isdigit() else -1 for x in p.name.split("."))
+
+    return max(found, key=version_key)
+
+
+def read_tfds(
+    data_dir: str | os.PathLike[str], dataset: str, *, config: str | None = None, batch_size: int = 4096
+) -> Any:
+    """Read a built TFDS dataset's non-image features into :class:`ParsedTables`.
+
+    Images are not decoded (``SkipDecoding``, then dropped). Imports TensorFlow Datasets.
+    """
+    import polars as pl
+
+    from curate.formats.schema import ParsedTables, empty_rejects
+
+    check_dataset(dataset)
+    folder = find_tfds_dir(data_dir, dataset, config)
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(str(folder))
+    try:
+        source = str(folder.relative_to(Path(data_dir)))
+    except ValueError:
+        source = folder.name
+    source = source if source != "." else folder.name
+    decoders = {name: tfds.decode.SkipDecoding() for name in ("image",) if name in builder.info.features}
+    frames = []
+    for split in builder.info.splits:
+        ds = builder.as_dataset(split=split, decoders=decoders, batch_size=batch_size, shuffle_files=False)
+        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "image"})
+        for batch in tfds.as_numpy(ds):
+            frames.append(tfds_batch_to_frame(dataset, split, batch, source=source))
+    annotations = pl.concat(frames, how="vertical") if frames else tfds_batch_to_frame(dataset, "train", {}, source="")
+    return ParsedTables(annotations=annotations, rejects=empty_rejects(), files={}, layout=f"tfds:{folder.name}")
+
+
+def tfds_batch_to_frame(dataset: str, split: str, batch: Mapping[str, Any], *, source: str) -> Any:
+    """One batch of TFDS examples (NumPy arrays, as ``tfds.as_numpy`` yields) in the annotation schema.
+
+    Feature names follow ``docs/contracts.md``: AffectNet ``expression``, ``valence``,
+    ``arousal``, ``va_annotated``, ``source_face_box`` (x, y, w, h), ``source_landmarks``
+    (68, 2), ``source_path``; FERPlus ``votes``, ``fer2013_label``, ``label``; RAF-DB
+    ``rafdb_label`` (0-based), ``label``, ``landmarks5``.
+    """
+    import polars as pl
+
+    from curate.formats.schema import ANNOTATION_SCHEMA
+
+    def text(values: Any) -> list[str]:
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
+
+    n = len(batch["id"]) if "id" in batch else 0
+    data: dict[str, Any] = {name: pl.Series(name, [None] * n, dtype=dtype) for name, dtype in ANNOTATION_SCHEMA.items()}
+    data["dataset"] = pl.Series("dataset", [dataset] * n, dtype=pl.String)
+    data["split"] = pl.Series("split", [split] * n, dtype=pl.String)
+    data["source_file"] = pl.Series("source_file", [source] * n, dtype=pl.String)
+    if n:
+        data["id"] = pl.Series("id", text(batch["id"]))
+    if dataset == "affectnet" and n:
+        expression = np.asarray(batch["expression"], dtype=np.int64)
+        data["raw_label"] = pl.Series("raw_label", expression).cast(pl.Int16)
+        data["label"] = pl.Series("label", expression).cast(pl.Int8)
+        annotated = np.asarray(batch.get("va_annotated", np.ones(n, bool)), dtype=bool)
+        for name in ("valence", "arousal"):
+            values = np.asarray(batch[name], dtype=np.float32)
+            data[name] = pl.Series(name, np.where(annotated, values, np.nan)).fill_nan(None).cast(pl.Float32)
+        if "source_face_box" in batch:
+            box = np.asarray(batch["source_face_box"], dtype=np.float32).reshape(n, 4)
+            for j, name in enumerate(("face_x", "face_y", "face_width", "face_height")):
+                data[name] = pl.Series(name, box[:, j])
+        if "source_landmarks" in batch:
+            points = np.asarray(batch["source_landmarks"], dtype=np.float32).reshape(n, -1)
+            data["landmarks"] = pl.Series("landmarks", points).cast(pl.List(pl.Float32))
+        if "source_path" in batch:
+            data["source_path"] = pl.Series("source_path", text(batch["source_path"]))
+    elif dataset == "ferplus" and n:
+        data["raw_label"] = pl.Series("raw_label", np.asarray(batch["fer2013_label"], dtype=np.int64)).cast(pl.Int16)
+        data["label"] = pl.Series("label", np.asarray(batch["label"], dtype=np.int64)).cast(pl.Int8)
+        votes = np.asarray(batch["votes"], dtype=np.int16).reshape(n, 10)
+        data["votes"] = pl.Series("votes", votes).cast(pl.List(pl.Int16))
+    elif dataset == "rafdb" and n:
+        data["raw_label"] = pl.Series("raw_label", np.asarray(batch["rafdb_label"], dtype=np.int64) + 1).cast(pl.Int16)
+        data["label"] = pl.Series("label", np.asarray(batch["label"], dtype=np.int64)).cast(pl.Int8)
+        if "landmarks5" in batch:
+            points = np.asarray(batch["landmarks5"], dtype=np.float32).reshape(n, -1)
+            data["landmarks"] = pl.Series("landmarks", points).cast(pl.List(pl.Float32))
+    data["va_annotated"] = data["valence"].is_not_null() & data["arousal"].is_not_null()
+    return pl.DataFrame({name: data[name].alias(name).cast(dtype) for name, dtype in ANNOTATION_SCHEMA.items()})
