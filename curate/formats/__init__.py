@@ -1,0 +1,204 @@
+"""Readers and writers of the raw dataset layouts (one module per layout family).
+
+Scope
+-----
+* :mod:`curate.formats.affectnet` -- AffectNet original (CSV lists + images) and cropped
+  "AffectNet-8" (``.npy`` annotations) layouts.
+* :mod:`curate.formats.ferplus` -- ``fer2013.csv`` (pixels, FER2013 label) aligned row by row
+  with ``fer2013new.csv`` (FER+ votes).
+* :mod:`curate.formats.rafdb` -- RAF-DB basic label list and per-image annotation files.
+
+Every reader returns :class:`~curate.formats.schema.ParsedTables`: the common annotation
+table (:data:`~curate.formats.schema.ANNOTATION_SCHEMA` plus dataset extras), a rejects
+table with stable reason strings, and the SHA-256 of every annotation file it read.
+Rows that do not parse never stop a read; a missing file or a wrong header does
+(:class:`~curate.formats.schema.FormatError`). Parsing is vectorised with Polars: files are
+read as one string column of lines, split and cast with expressions, and validated with
+null checks, so there are no Python loops over rows (only over files, where a layout
+stores one file per image).
+
+This package module also holds the small helpers the three readers share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.formats.schema import (
+    ANNOTATION_SCHEMA,
+    REJECT_SCHEMA,
+    FormatError,
+    ParsedTables,
+    empty_rejects,
+)
+
+__all__ = [
+    "ANNOTATION_SCHEMA",
+    "DATASETS",
+    "REJECT_SCHEMA",
+    "FormatError",
+    "ParsedTables",
+    "empty_rejects",
+    "read",
+]
+
+#: Dataset name -> module implementing ``read(manual_dir)``.
+DATASETS: dict[str, str] = {
+    "affectnet": "curate.formats.affectnet",
+    "ferplus": "curate.formats.ferplus",
+    "rafdb": "curate.formats.rafdb",
+}
+
+
+def read(dataset: str, manual_dir: str | Path, **options: Any) -> ParsedTables:
+    """Read ``manual_dir`` with the reader of ``dataset`` (``affectnet``, ``ferplus``, ``rafdb``)."""
+    try:
+        module_name = DATASETS[dataset]
+    except KeyError:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}") from None
+    return importlib.import_module(module_name).read(manual_dir, **options)
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers (used by the layout modules; not part of the public API)
+# --------------------------------------------------------------------------------------
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_bytes(path: Path, relative: str) -> bytes:
+    """Bytes of an annotation file; a missing or unreadable file is a :class:`FormatError`."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FormatError(f"{relative}: missing file (expected at {path})") from None
+    except OSError as error:
+        raise FormatError(f"{relative}: cannot read file: {error.strerror or error}") from None
+
+
+def strip_bom(data: bytes) -> bytes:
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+
+
+def read_lines(data: bytes) -> pl.DataFrame:
+    """All lines of ``data`` as ``line`` (String) and ``line_no`` (Int64, 1-based).
+
+    Line endings ``\\n`` and ``\\r\\n`` are accepted; empty lines come back as null lines so
+    the numbering stays that of the file. Polars' multi-threaded CSV scanner splits the lines
+    (with no quote character and a separator that does not occur in ``data``).
+    """
+    data = strip_bom(data)
+    if not data:
+        return pl.DataFrame(schema={"line": pl.String, "line_no": pl.Int64})
+    separator = next(chr(c) for c in (0x1F, 0x1E, 0x1D, 0x1C, 0x07, 0x01) if bytes([c]) not in data)
+    frame = pl.read_csv(
+        data,
+        has_header=False,
+        separator=separator,
+        quote_char=None,
+        schema={"line": pl.String},
+        encoding="utf8-lossy",
+    )
+    return frame.with_row_index("line_no", offset=1).with_columns(pl.col("line_no").cast(pl.Int64))
+
+
+def split_line_fields(lines: pl.DataFrame, names: Sequence[str], separator: str = ",") -> pl.DataFrame:
+    """Split the ``line`` column of :func:`read_lines` output into named text fields.
+
+    Returns ``source_row`` (the line number), ``_n_sep`` (separator count: a line with the
+    right number of fields has ``len(names) - 1``) and one String column per name. Blanks and
+    one pair of surrounding double quotes are removed from a field (none of the layouts quotes
+    a field that contains the separator); columns that need no unquoting are left untouched,
+    so long fields (landmarks, pixels) are not copied.
+    """
+    frame = lines.select(
+        pl.col("line_no").alias("source_row"),
+        pl.col("line").str.count_matches(separator, literal=True).alias("_n_sep"),
+        pl.col("line").str.split_exact(separator, len(names) - 1).struct.rename_fields(list(names)).alias("_fields"),
+    ).unnest("_fields")
+    fixes = []
+    for name in names:
+        column = pl.col(name)
+        edges = pl.any_horizontal(
+            *(getattr(column.str, end)(char) for end in ("starts_with", "ends_with") for char in ('"', " ", "\t"))
+        )
+        if frame.select(edges.any()).item():
+            fixes.append(unquote(column).alias(name))
+    return frame.with_columns(fixes) if fixes else frame
+
+
+def unquote(expr: pl.Expr) -> pl.Expr:
+    """Strip blanks, then one pair of surrounding double quotes."""
+    stripped = expr.str.strip_chars(" \t")
+    quoted = stripped.str.starts_with('"') & stripped.str.ends_with('"') & (stripped.str.len_bytes() >= 2)
+    return pl.when(quoted).then(stripped.str.slice(1, stripped.str.len_bytes() - 2)).otherwise(stripped)
+
+
+def first_reason(checks: Sequence[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
+    """Combine ordered ``(failed, reason, detail)`` checks into ``reason`` / ``detail`` expressions.
+
+    The first failing check wins; both expressions are null for rows that pass every check.
+    """
+    reason: Any = None
+    detail: Any = None
+    for failed, text, info in reversed(checks):
+        if reason is None:
+            reason = pl.when(failed).then(pl.lit(text))
+            detail = pl.when(failed).then(info.cast(pl.String))
+        else:
+            reason = pl.when(failed).then(pl.lit(text)).otherwise(reason)
+            detail = pl.when(failed).then(info.cast(pl.String)).otherwise(detail)
+    return reason.alias("_reason"), detail.alias("_detail")
+
+
+def split_rejects(frame: pl.DataFrame, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ``frame`` on its ``_reason`` column into (kept rows, rejects table)."""
+    rejected = frame.filter(pl.col("_reason").is_not_null())
+    rejects = rejected.select(
+        pl.lit(dataset).alias("dataset"),
+        pl.col("split").cast(pl.String),
+        pl.col("source_file").cast(pl.String),
+        pl.col("source_row").cast(pl.Int64),
+        pl.col("id").cast(pl.String),
+        pl.col("_reason").alias("reason"),
+        pl.col("_detail").alias("detail"),
+    )
+    return frame.filter(pl.col("_reason").is_null()), rejects.cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+
+
+def finish_annotations(frame: pl.DataFrame, extras: Sequence[str] = ()) -> pl.DataFrame:
+    """Select the schema columns (cast to their dtypes, nulls where absent) then ``extras``."""
+    columns = []
+    for name, dtype in ANNOTATION_SCHEMA.items():
+        if name in frame.columns:
+            columns.append(pl.col(name).cast(dtype))
+        else:
+            columns.append(pl.lit(None, dtype=dtype).alias(name))
+    return frame.select(*columns, *extras)
+
+
+def concat_rejects(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    parts = [p for p in parts if p.height]
+    if not parts:
+        return empty_rejects()
+    return pl.concat(parts, how="vertical").sort("source_file", "source_row", maintain_order=True)
+
+
+def integer_text(expr: pl.Expr) -> pl.Expr:
+    """Integer value of a decimal text field, null unless it is an integer (``"3"``, ``"3.0"``)."""
+    number = expr.cast(pl.Float64, strict=False)
+    return pl.when(number.is_finite() & (number == number.round(0))).then(number).cast(pl.Int64, strict=False)
+
+
+def finite_number(expr: pl.Expr, dtype: Any = pl.Float32) -> pl.Expr:
+    """A text field as a float, null when it does not parse or is not finite (nan, inf)."""
+    number = expr.cast(dtype, strict=False)
+    return pl.when(number.is_finite()).then(number)

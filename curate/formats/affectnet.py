@@ -1,0 +1,789 @@
+"""AffectNet: reader and writers of the two release layouts.
+
+Layouts (see ``docs/datasets.md`` of the shared docs)
+-----------------------------------------------------
+``original``
+    ``Manually_Annotated_file_lists/training.csv`` and ``validation.csv`` (header
+    ``subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,
+    valence,arousal``; the first name may be spelled ``#subDirectory_filePath``), images under
+    ``Manually_Annotated_Images/<subDirectory_filePath>``. Split ``train`` / ``validation``.
+    Ids are ``subDirectory_filePath`` as written.
+``cropped`` ("AffectNet-8")
+    ``train_set/`` and ``val_set/``, each with ``images/<n>.jpg`` and
+    ``annotations/<n>_{exp,val,aro,lnd}.npy``. Ids are ``train_set/<n>`` / ``val_set/<n>``;
+    ``source_row`` is 0 and ``source_file`` the ``_exp.npy`` file. No face box (null).
+
+Read rules (each failing row becomes one reject; the first failing check names it)
+--------------------------------------------------------------------------------
+1. ``malformed row`` -- not 9 comma-separated fields, an empty id, an id with a stray double
+   quote (broken quoting; the layout never quotes), or a number that does not parse or is
+   not finite (box, expression, valence, arousal). Layout B: ``malformed annotation`` -- an
+   ``.npy`` file that does not load or has the wrong size; ``missing annotation file`` -- an id
+   lacking one of its four ``.npy`` files (also an image without annotations).
+2. ``label out of range`` -- expression outside the canonical 0..10.
+3. ``landmarks count`` -- landmarks not exactly 136 parseable numbers.
+4. ``non-positive face box`` -- ``face_width <= 0`` or ``face_height <= 0``. The release has
+   a few such rows; the builders crop from the box, so such rows are rejected rather than
+   kept with an unusable box.
+5. ``valence out of range`` / ``arousal out of range`` -- outside [-1, 1] and not the
+   sentinel -2.
+6. ``duplicate id`` -- an id already seen (earlier line or the other split); the first
+   occurrence is kept.
+
+Valence/arousal -2 is AffectNet's "not annotated": the value becomes null and
+``va_annotated`` is False. The release uses it with labels 9 and 10 only, but a -2 on
+another label is *kept* (the label is still usable; only valence/arousal are missing).
+``va_annotated`` is True only when both values are annotated.
+
+Readers never open images. Row numbers are 1-based lines of the file (header = line 1);
+blank lines are skipped but counted.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate import labels
+from curate.formats import (
+    concat_rejects,
+    finish_annotations,
+    finite_number,
+    first_reason,
+    integer_text,
+    read_bytes,
+    read_lines,
+    sha256_hex,
+    split_line_fields,
+    split_rejects,
+    strip_bom,
+)
+from curate.formats.schema import REJECT_SCHEMA, FormatError, ParsedTables
+
+DATASET = "affectnet"
+LISTS_DIR = "Manually_Annotated_file_lists"
+IMAGES_DIR = "Manually_Annotated_Images"
+#: Original layout: split -> annotation file relative to the manual dir.
+ORIGINAL_FILES: dict[str, str] = {
+    "train": f"{LISTS_DIR}/training.csv",
+    "validation": f"{LISTS_DIR}/validation.csv",
+}
+#: Cropped layout: split -> folder.
+CROPPED_DIRS: dict[str, str] = {"train": "train_set", "validation": "val_set"}
+CROPPED_KINDS: tuple[str, ...] = ("exp", "val", "aro", "lnd")
+COLUMNS: tuple[str, ...] = (
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+)
+HEADER_SPELLINGS: tuple[str, ...] = ("subDirectory_filePath", "#subDirectory_filePath")
+NUM_LANDMARK_VALUES = 136
+VA_SENTINEL = labels.VA_SENTINEL
+
+#: Reject reasons this module emits.
+REASONS: tuple[str, ...] = (
+    "malformed row",
+    "malformed annotation",
+    "missing annotation file",
+    "label out of range",
+    "landmarks count",
+    "non-positive face box",
+    "valence out of range",
+    "arousal out of range",
+    "duplicate id",
+)
+
+_FIELDS = (
+    "id",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+)
+
+
+def detect_layout(manual_dir: str | Path) -> str:
+    """``"original"`` or ``"cropped"``; :class:`FormatError` naming the expected paths if neither."""
+    root = Path(manual_dir)
+    if (root / LISTS_DIR).is_dir():
+        return "original"
+    if any((root / d).is_dir() for d in CROPPED_DIRS.values()):
+        return "cropped"
+    raise FormatError(
+        f"{root}: no AffectNet layout found; expected {ORIGINAL_FILES['train']} and "
+        f"{ORIGINAL_FILES['validation']} (original release, images under {IMAGES_DIR}/) or "
+        "train_set/{images,annotations}/ and val_set/{images,annotations}/ (cropped release)"
+    )
+
+
+def read(manual_dir: str | Path, *, layout: str | None = None) -> ParsedTables:
+    """Read an AffectNet manual dir (layout auto-detected unless given).
+
+    Parameters
+    ----------
+    manual_dir : path
+        The folder holding the release as received.
+    layout : {"original", "cropped"}, optional
+        Force a layout instead of detecting it.
+
+    Returns
+    -------
+    ParsedTables
+        Annotations in the common schema (no extra columns), rejects, file digests, layout.
+    """
+    root = Path(manual_dir)
+    layout = layout or detect_layout(root)
+    if layout == "original":
+        return _read_original(root)
+    if layout == "cropped":
+        return _read_cropped(root)
+    raise ValueError(f"unknown AffectNet layout {layout!r}; known: original, cropped")
+
+
+# --------------------------------------------------------------------------------------
+# Original layout
+# --------------------------------------------------------------------------------------
+
+
+def _check_header(line: str | None, relative: str) -> None:
+    fields = [f.strip().strip('"') for f in (line or "").split(",")]
+    if not fields or fields[0] not in HEADER_SPELLINGS or tuple(fields[1:]) != COLUMNS[1:]:
+        raise FormatError(
+            f"{relative}: bad header {line!r}; expected {','.join(COLUMNS)} "
+            f"(first column may be spelled #subDirectory_filePath)"
+        )
+
+
+_NUMBERS = ("face_x", "face_y", "face_width", "face_height", "valence", "arousal")
+_TYPED_SCHEMA: dict[str, Any] = {
+    "source_row": pl.Int64,
+    "id": pl.String,
+    **{name: pl.Float32 for name in _NUMBERS},
+    "expression": pl.Int64,
+    "expression_text": pl.String,
+    "landmarks": pl.List(pl.Float32),
+    "_n_fields": pl.Int64,
+    "_n_landmarks": pl.Int64,
+}
+_CAREFUL_SCHEMA: dict[str, Any] = {**_TYPED_SCHEMA, "_landmarks_ok": pl.Boolean}
+# Fast path: the file read with ';' as separator. Column 0 is "id,x,y,w,h,lm0", columns
+# 1..134 are landmark values (parsed as floats by the CSV reader), column 135 is
+# "lm135,expression,valence,arousal" and column 136 catches surplus fields.
+_LAST = f"c{NUM_LANDMARK_VALUES - 1}"
+_SURPLUS = f"c{NUM_LANDMARK_VALUES}"
+_WIDE_SCHEMA: dict[str, Any] = {
+    "c0": pl.String,
+    **{f"c{i}": pl.Float32 for i in range(1, NUM_LANDMARK_VALUES - 1)},
+    _LAST: pl.String,
+    _SURPLUS: pl.String,
+}
+
+
+def parse_original_csv(data: bytes, *, split: str, relative: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse the bytes of one original-layout CSV into (kept rows, rejects).
+
+    Kept rows carry the annotation-schema columns; rejects carry ``split``, ``source_file``,
+    ``source_row``, ``id``, ``_reason`` and ``_detail``. Exposed for benchmarks;
+    :func:`read` is the entry point.
+
+    Two paths give the same typed values: a fast one for clean rows (Polars' CSV reader
+    with ``;`` as separator parses the 134 inner landmark values as floats directly, and the
+    short first and last fields are split on ``,``), and a careful one (the line split
+    field by field) for the rows the fast path flags -- only those lines are read twice.
+    """
+    header = strip_bom(data[: 1 << 16]).split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+    if not header.strip():
+        raise FormatError(f"{relative}: empty file or empty first line (expected the header {','.join(COLUMNS)})")
+    _check_header(header, relative)
+    small, clean, full, careful = _typed_parts(data)
+    reason, detail = _reasons()
+    checked = [
+        small.filter(clean).with_columns(reason, detail),
+        careful.with_columns(reason, detail),
+    ]
+    rejects = pl.concat([c.filter(pl.col("_reason").is_not_null()) for c in checked], how="diagonal_relaxed")
+    rejects = rejects.select(
+        pl.lit(split).alias("split"),
+        pl.lit(relative).alias("source_file"),
+        "source_row",
+        "id",
+        "_reason",
+        "_detail",
+    ).sort("source_row")
+    # Landmarks of the fast rows: one copy of the (n, 136) array, only when some rows drop out.
+    keep = clean.to_numpy().copy()
+    keep[np.flatnonzero(keep)] = checked[0]["_reason"].is_null().to_numpy()
+    fast = (
+        checked[0]
+        .filter(pl.col("_reason").is_null())
+        .with_columns(pl.Series("landmarks", full if keep.all() else full[keep]).cast(pl.List(pl.Float32)))
+    )
+    kept = fast
+    if careful.height:
+        kept = pl.concat([fast, checked[1].filter(pl.col("_reason").is_null())], how="diagonal_relaxed").sort(
+            "source_row"
+        )
+    kept = kept.select(
+        pl.col("id"),
+        pl.lit(DATASET).alias("dataset"),
+        pl.lit(split).alias("split"),
+        pl.lit(relative).alias("source_file"),
+        "source_row",
+        (pl.lit(IMAGES_DIR + "/") + pl.col("id")).alias("source_path"),
+        pl.col("expression").alias("raw_label"),
+        pl.col("expression").alias("label"),
+        *_va_columns(pl.col("valence"), pl.col("arousal")),
+        "face_x",
+        "face_y",
+        "face_width",
+        "face_height",
+        "landmarks",
+    )
+    return kept, rejects
+
+
+def _typed_rows(data: bytes) -> pl.DataFrame:
+    """All data rows as typed columns (both paths merged, file order); used by the tests."""
+    small, clean, full, careful = _typed_parts(data)
+    fast = small.filter(clean).with_columns(pl.Series("landmarks", full[clean.to_numpy()]).cast(pl.List(pl.Float32)))
+    typed = pl.concat([fast.select(*_TYPED_SCHEMA), careful.select(*_TYPED_SCHEMA)], how="vertical")
+    return typed.sort("source_row")
+
+
+_EMPTY_LANDMARKS = np.zeros((0, NUM_LANDMARK_VALUES), dtype=np.float32)
+
+
+def _typed_parts(data: bytes) -> tuple[pl.DataFrame, pl.Series, np.ndarray, pl.DataFrame]:
+    """``(small, clean, full, careful)``: the fast path's typed rows without landmarks, which
+    of them are clean, their ``(n, 136)`` landmark array, and the careful path's typed rows
+    (with landmarks) for the lines the fast path could not take."""
+    empty = pl.DataFrame(schema={k: v for k, v in _CAREFUL_SCHEMA.items() if k != "landmarks"})
+    try:
+        wide = pl.read_csv(
+            data,
+            separator=";",
+            has_header=False,
+            skip_lines=1,
+            quote_char=None,
+            schema=_WIDE_SCHEMA,
+            missing_columns="insert",
+            ignore_errors=True,
+            truncate_ragged_lines=True,
+        )
+    except pl.exceptions.NoDataError:
+        return empty, pl.Series([], dtype=pl.Boolean), _EMPTY_LANDMARKS, pl.DataFrame(schema=_CAREFUL_SCHEMA)
+    except pl.exceptions.PolarsError:  # e.g. invalid UTF-8: every row the careful way
+        careful = _typed_careful(read_lines(data).slice(1))
+        return empty, pl.Series([], dtype=pl.Boolean), _EMPTY_LANDMARKS, careful
+    small, clean, full = _typed_fast(wide)
+    del wide
+    suspicious = small.filter(~clean & ~pl.col("_blank"))["source_row"]
+    careful = pl.DataFrame(schema=_CAREFUL_SCHEMA)
+    if not suspicious.is_empty():
+        lines = read_lines(data).filter(pl.col("line_no").is_in(suspicious.implode()))
+        careful = _typed_careful(lines)
+    return small.drop("_blank"), clean, full, careful
+
+
+def _typed_fast(wide: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, np.ndarray]:
+    head = pl.col("c0").str.split_exact(",", 5).struct.rename_fields(["id", "x", "y", "w", "h", "lm0"])
+    tail = (
+        pl.col(_LAST).str.split_exact(",", 3).struct.rename_fields(["lm135", "expression_text", "valence", "arousal"])
+    )
+    small = wide.select(
+        pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("source_row"),
+        pl.col("c0").is_null().alias("_blank"),
+        (
+            (pl.col("c0").str.count_matches(",", literal=True) == 5)
+            & (pl.col(_LAST).str.count_matches(",", literal=True) == 3)
+            & pl.col(_SURPLUS).is_null()
+        ).alias("_shape_ok"),
+        head.alias("_head"),
+        tail.alias("_tail"),
+    ).unnest("_head", "_tail")
+    small = small.select(
+        "source_row",
+        "_blank",
+        "_shape_ok",
+        "id",
+        *(finite_number(pl.col(src)).alias(name) for src, name in zip("xywh", _NUMBERS[:4], strict=True)),
+        finite_number(pl.col("valence")).alias("valence"),
+        finite_number(pl.col("arousal")).alias("arousal"),
+        integer_text(pl.col("expression_text")).alias("expression"),
+        "expression_text",
+        pl.col("lm0").cast(pl.Float32, strict=False).alias("_lm0"),
+        pl.col("lm135").cast(pl.Float32, strict=False).alias("_lm135"),
+    )
+    # One row-major (n, 136) float32 array: inner columns plus the two edge values.
+    inner = [f"c{i}" for i in range(1, NUM_LANDMARK_VALUES - 1)]
+    full = (
+        pl.concat([small.select("_lm0"), wide.select(inner), small.select("_lm135")], how="horizontal")
+        .to_numpy(order="c")
+        .astype(np.float32, copy=False)
+    )
+    finite = np.isfinite(full.sum(axis=1))  # nulls became NaN; inf stays inf
+    clean = small.select(
+        (
+            ~pl.col("_blank")
+            & pl.col("_shape_ok")
+            & pl.all_horizontal(pl.col(*_NUMBERS, "expression").is_not_null())
+            & (pl.col("id").str.len_bytes() > 0)
+            & ~pl.col("id").str.contains(r'^[\s"]|[\s"]$')
+            & pl.lit(pl.Series(finite))
+        ).fill_null(False)
+    ).to_series()
+    small = small.select(
+        "source_row",
+        "_blank",
+        "id",
+        *_NUMBERS,
+        "expression",
+        "expression_text",
+        pl.lit(True).alias("_landmarks_ok"),
+        pl.lit(len(_FIELDS), dtype=pl.Int64).alias("_n_fields"),
+        pl.lit(NUM_LANDMARK_VALUES, dtype=pl.Int64).alias("_n_landmarks"),
+    )
+    return small, clean, full
+
+
+def _typed_careful(lines: pl.DataFrame) -> pl.DataFrame:
+    """Typed columns of arbitrary (possibly broken) lines, one field at a time."""
+    body = lines.filter(pl.col("line").is_not_null() & (pl.col("line").str.strip_chars() != ""))
+    if body.is_empty():
+        return pl.DataFrame(schema=_CAREFUL_SCHEMA)
+    frame = split_line_fields(body, _FIELDS)
+    return (
+        frame.select(
+            "source_row",
+            "id",
+            *(finite_number(pl.col(c)).alias(c) for c in _NUMBERS),
+            integer_text(pl.col("expression")).alias("expression"),
+            pl.col("expression").alias("expression_text"),
+            _parse_landmarks(frame["facial_landmarks"]),
+            (pl.col("_n_sep") + 1).alias("_n_fields"),
+            (pl.col("facial_landmarks").str.count_matches(";", literal=True) + 1).alias("_n_landmarks"),
+        )
+        .cast(_TYPED_SCHEMA)
+        .with_columns(pl.col("landmarks").is_not_null().alias("_landmarks_ok"))
+    )
+
+
+def _reasons() -> tuple[pl.Expr, pl.Expr]:
+    """The ordered checks of the original layout as ``_reason`` / ``_detail`` expressions."""
+    unparsable = pl.any_horizontal(*(pl.col(c).is_null() for c in (*_NUMBERS, "expression")))
+    wrong_count = pl.col("_n_fields") != len(_FIELDS)
+    no_id = pl.col("id").fill_null("") == ""
+    stray_quote = pl.col("id").str.contains('"', literal=True).fill_null(False)
+    malformed_detail = (
+        pl.when(wrong_count)
+        .then(pl.format("{} fields, expected {}", "_n_fields", pl.lit(len(_FIELDS))))
+        .when(no_id)
+        .then(pl.lit("empty subDirectory_filePath"))
+        .when(stray_quote)
+        .then(pl.lit("broken quoting"))
+        .otherwise(pl.lit("unparsable number"))
+    )
+    label_bad = (pl.col("expression") < 0) | (pl.col("expression") >= labels.NUM_CANONICAL)
+    box_bad = (pl.col("face_width") <= 0) | (pl.col("face_height") <= 0)
+    return first_reason(
+        [
+            (wrong_count | no_id | stray_quote | unparsable, "malformed row", malformed_detail),
+            (label_bad, "label out of range", pl.col("expression_text")),
+            (
+                ~pl.col("_landmarks_ok"),
+                "landmarks count",
+                pl.format("{} values, expected {}", "_n_landmarks", pl.lit(NUM_LANDMARK_VALUES)),
+            ),
+            (box_bad, "non-positive face box", pl.format("width {} height {}", "face_width", "face_height")),
+            (_va_bad(pl.col("valence")), "valence out of range", pl.col("valence")),
+            (_va_bad(pl.col("arousal")), "arousal out of range", pl.col("arousal")),
+        ]
+    )
+
+
+def _parse_landmarks(text: pl.Series) -> pl.Series:
+    """``;``-separated text -> List(Float32) of 136, null where the count or a value is wrong."""
+    values = text.str.split(";").list.eval(finite_number(pl.element().str.strip_chars()))
+    frame = pl.DataFrame({"v": values})
+    count = pl.col("v").list.len()
+    ok = (count == NUM_LANDMARK_VALUES) & (pl.col("v").list.drop_nulls().list.len() == count)
+    return frame.select(pl.when(ok).then(pl.col("v")).alias("landmarks")).to_series()
+
+
+def _va_bad(value: pl.Expr) -> pl.Expr:
+    inside = (value >= -1.0) & (value <= 1.0)
+    return ~(inside | (value == VA_SENTINEL))
+
+
+def _va_columns(valence: pl.Expr, arousal: pl.Expr) -> list[pl.Expr]:
+    return [
+        pl.when(valence != VA_SENTINEL).then(valence).alias("valence"),
+        pl.when(arousal != VA_SENTINEL).then(arousal).alias("arousal"),
+        ((valence != VA_SENTINEL) & (arousal != VA_SENTINEL)).alias("va_annotated"),
+    ]
+
+
+def _split_duplicates(kept: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Move later occurrences of an id (in file order, training first) to the rejects."""
+    ids = kept["id"]
+    if ids.n_unique() == kept.height:
+        return kept, pl.DataFrame()
+    later = ~ids.is_first_distinct()
+    firsts = kept.filter(ids.is_duplicated() & ~later).select(
+        "id", pl.format("first seen at {}:{}", "source_file", "source_row").alias("_detail")
+    )
+    rejects = (
+        kept.filter(later)
+        .select("split", "source_file", "source_row", "id", pl.lit("duplicate id").alias("_reason"))
+        .join(firsts, on="id", how="left", maintain_order="left")
+    )
+    return kept.filter(~later), rejects
+
+
+def _read_original(root: Path) -> ParsedTables:
+    kept_parts, reject_parts = [], []
+    files: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=1) as pool:  # hashing overlaps parsing (both release the GIL)
+        for split, relative in ORIGINAL_FILES.items():
+            data = read_bytes(root / relative, relative)
+            digest = pool.submit(sha256_hex, data)
+            kept, rejects = parse_original_csv(data, split=split, relative=relative)
+            del data
+            kept_parts.append(kept)
+            reject_parts.append(rejects)
+            files[relative] = digest.result()
+    kept, duplicates = _split_duplicates(pl.concat(kept_parts, how="vertical"))
+    if duplicates.height:
+        reject_parts.append(duplicates)
+    rejects = [
+        part.select(
+            pl.lit(DATASET).alias("dataset"),
+            "split",
+            "source_file",
+            "source_row",
+            "id",
+            pl.col("_reason").alias("reason"),
+            pl.col("_detail").cast(pl.String).alias("detail"),
+        ).cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+        for part in reject_parts
+        if part.height
+    ]
+    return ParsedTables(finish_annotations(kept), concat_rejects(rejects), files, "original")
+
+
+# --------------------------------------------------------------------------------------
+# Cropped layout
+# --------------------------------------------------------------------------------------
+
+_ANNOTATION_NAME = re.compile(r"^(\d+)_(exp|val|aro|lnd)\.npy$")
+_IMAGE_NAME = re.compile(r"^(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
+
+
+def _npy_payload_offset(blob: bytes) -> int | None:
+    if len(blob) < 10 or not blob.startswith(b"\x93NUMPY"):
+        return None
+    major = blob[6]
+    if major == 1:
+        return 10 + int.from_bytes(blob[8:10], "little")
+    if major in (2, 3):
+        return 12 + int.from_bytes(blob[8:12], "little")
+    return None
+
+
+def _load_npy_batch(blobs: list[bytes]) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Decode many small ``.npy`` blobs, batching those that share one header.
+
+    Returns ``(groups, index)``: ``groups`` holds, per distinct header, an array of shape
+    ``(n_group, *shape)``; ``index[i]`` is ``(group, row)`` of blob ``i`` (``-1`` = malformed).
+    """
+    by_prefix: dict[bytes, list[int]] = {}
+    bad: list[int] = []
+    for i, blob in enumerate(blobs):
+        offset = _npy_payload_offset(blob)
+        if offset is None:
+            bad.append(i)
+            continue
+        by_prefix.setdefault(blob[:offset], []).append(i)
+    index = np.full((len(blobs), 2), -1, dtype=np.int64)
+    groups: list[np.ndarray | None] = []
+    for prefix, members in by_prefix.items():
+        try:
+            probe = np.load(io.BytesIO(blobs[members[0]]), allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            continue
+        size = probe.dtype.itemsize * int(np.prod(probe.shape, dtype=np.int64))
+        good = [i for i in members if len(blobs[i]) == len(prefix) + size]
+        if not good:
+            continue
+        payload = b"".join(blobs[i][len(prefix) :] for i in good)
+        array = np.frombuffer(payload, dtype=probe.dtype).reshape((len(good), *probe.shape))
+        index[good, 0] = len(groups)
+        index[good, 1] = np.arange(len(good))
+        groups.append(array)
+    return groups, index
+
+
+def _npy_column(blobs: list[bytes], kind: str) -> tuple[pl.Series, pl.Series]:
+    """Values of one annotation kind as (parsed Series, loaded-ok Series).
+
+    ``exp`` -> Float64 (integer check later), ``val``/``aro`` -> Float64, ``lnd`` ->
+    List(Float32) (any shape flattened; a text array is split on ``;``/whitespace).
+    """
+    groups, index = _load_npy_batch(blobs)
+    n = len(blobs)
+    loaded = index[:, 0] >= 0
+    if kind == "lnd":
+        parts: list[pl.Series] = []
+        order: list[np.ndarray] = []
+        for g, array in enumerate(groups):
+            rows = np.flatnonzero(index[:, 0] == g)
+            flat = array.reshape(len(array), -1)
+            if flat.dtype.kind in "US":
+                joined = np.char.join(" ", flat.astype(str)) if flat.shape[1] > 1 else flat[:, 0].astype(str)
+                text = pl.Series(joined.tolist(), dtype=pl.String).str.replace_all(r"[;,\s\[\]]+", ";")
+                series = text.str.strip_chars(";").str.split(";").cast(pl.List(pl.Float32), strict=False)
+            else:
+                series = (
+                    pl.Series(flat.astype(np.float32)).cast(pl.List(pl.Float32))
+                    if flat.size
+                    else pl.Series([[] for _ in rows], dtype=pl.List(pl.Float32))
+                )
+            parts.append(series)
+            order.append(rows)
+        values = pl.Series("v", [None] * n, dtype=pl.List(pl.Float32))
+        if parts:
+            rows = np.concatenate(order)
+            combined = pl.concat(parts)
+            values = pl.DataFrame({"row": rows, "v": combined}).sort("row")
+            values = pl.DataFrame({"row": np.arange(n)}).join(values, on="row", how="left", maintain_order="left")["v"]
+        return values, pl.Series(loaded)
+    out = np.full(n, np.nan)
+    valid = np.zeros(n, dtype=bool)
+    for g, array in enumerate(groups):
+        rows = np.flatnonzero(index[:, 0] == g)
+        flat = array.reshape(len(array), -1)
+        if flat.shape[1] != 1:
+            continue
+        column = flat[:, 0]
+        if column.dtype.kind in "US":
+            parsed = pl.Series(column.astype(str)).str.strip_chars().cast(pl.Float64, strict=False).to_numpy()
+        elif column.dtype.kind in "biuf":
+            parsed = column.astype(np.float64)
+        else:
+            continue
+        out[rows] = parsed
+        valid[rows] = ~np.isnan(parsed)
+    return pl.Series(np.where(valid, out, np.nan)).fill_nan(None), pl.Series(loaded)
+
+
+def _read_cropped(root: Path) -> ParsedTables:
+    frames: list[pl.DataFrame] = []
+    files: dict[str, str] = {}
+    present = [(split, folder) for split, folder in CROPPED_DIRS.items() if (root / folder).is_dir()]
+    for split, folder in present:
+        annotation_dir = root / folder / "annotations"
+        if not annotation_dir.is_dir():
+            raise FormatError(f"{folder}/annotations: missing folder (expected at {annotation_dir})")
+        frames.append(_read_cropped_split(root, split, folder, files))
+    missing = [folder for folder in CROPPED_DIRS.values() if not (root / folder).is_dir()]
+    if missing:
+        raise FormatError(f"{missing[0]}: missing folder (expected at {root / missing[0]})")
+    frame = pl.concat(frames, how="vertical")
+    kept, rejects = split_rejects(frame, DATASET)
+    return ParsedTables(finish_annotations(kept), concat_rejects([rejects]), files, "cropped")
+
+
+def _read_cropped_split(root: Path, split: str, folder: str, files: dict[str, str]) -> pl.DataFrame:
+    annotation_dir = root / folder / "annotations"
+    image_dir = root / folder / "images"
+    names = sorted(os.listdir(annotation_dir))
+    matched = [(m.group(1), m.group(2), name) for name in names if (m := _ANNOTATION_NAME.match(name))]
+    images = sorted(os.listdir(image_dir)) if image_dir.is_dir() else []
+    image_of = {m.group(1): name for name in images if (m := _IMAGE_NAME.match(name))}
+    blobs = {kind: ([], []) for kind in CROPPED_KINDS}  # kind -> (ids, blobs)
+    for number, kind, name in matched:
+        relative = f"{folder}/annotations/{name}"
+        blob = read_bytes(annotation_dir / name, relative)
+        files[relative] = sha256_hex(blob)
+        blobs[kind][0].append(number)
+        blobs[kind][1].append(blob)
+    numbers = sorted({m[0] for m in matched} | set(image_of), key=lambda s: (int(s), s))
+    frame = pl.DataFrame({"number": numbers}, schema={"number": pl.String})
+    for kind in CROPPED_KINDS:
+        ids, data = blobs[kind]
+        values, loaded = _npy_column(data, kind)
+        part = pl.DataFrame({"number": pl.Series(ids, dtype=pl.String), f"_{kind}": values, f"_{kind}_loaded": loaded})
+        part = part.unique("number", keep="first", maintain_order=True)
+        frame = frame.join(part, on="number", how="left", maintain_order="left")
+    has = {kind: pl.col(f"_{kind}_loaded").is_not_null() for kind in CROPPED_KINDS}
+    missing_list = pl.concat_str(
+        [pl.when(~has[k]).then(pl.lit(f"_{k}.npy ")) for k in CROPPED_KINDS], ignore_nulls=True
+    ).str.strip_chars()
+    malformed = pl.any_horizontal(
+        *(~pl.col(f"_{k}_loaded").fill_null(True) for k in CROPPED_KINDS)
+    ) | pl.any_horizontal(pl.col("_exp").is_null(), pl.col("_val").is_null(), pl.col("_aro").is_null())
+    expression = integer_text(pl.col("_exp").cast(pl.String))
+    lnd_len = pl.col("_lnd").list.len()
+    landmarks_bad = (lnd_len != NUM_LANDMARK_VALUES) | (pl.col("_lnd").list.drop_nulls().list.len() != lnd_len)
+    reason, detail = first_reason(
+        [
+            (~pl.all_horizontal(*has.values()), "missing annotation file", pl.format("missing {}", missing_list)),
+            (malformed | expression.is_null(), "malformed annotation", pl.lit("unreadable or non-numeric .npy")),
+            ((expression < 0) | (expression >= labels.NUM_CANONICAL), "label out of range", pl.col("_exp")),
+            (
+                landmarks_bad,
+                "landmarks count",
+                pl.format("{} values, expected {}", lnd_len, pl.lit(NUM_LANDMARK_VALUES)),
+            ),
+            (_va_bad(pl.col("_val")), "valence out of range", pl.col("_val")),
+            (_va_bad(pl.col("_aro")), "arousal out of range", pl.col("_aro")),
+        ]
+    )
+    image_names = pl.DataFrame(
+        {"number": list(image_of), "_image": list(image_of.values())}, schema={"number": pl.String, "_image": pl.String}
+    )
+    frame = frame.join(image_names, on="number", how="left", maintain_order="left")
+    valence = pl.col("_val").cast(pl.Float32)
+    arousal = pl.col("_aro").cast(pl.Float32)
+    return frame.with_columns(reason, detail).select(
+        pl.format("{}/{}", pl.lit(folder), "number").alias("id"),
+        pl.lit(DATASET).alias("dataset"),
+        pl.lit(split).alias("split"),
+        pl.format("{}/annotations/{}_exp.npy", pl.lit(folder), "number").alias("source_file"),
+        pl.lit(0, dtype=pl.Int64).alias("source_row"),
+        pl.format("{}/images/{}", pl.lit(folder), pl.col("_image").fill_null(pl.format("{}.jpg", "number"))).alias(
+            "source_path"
+        ),
+        expression.alias("raw_label"),
+        expression.alias("label"),
+        *_va_columns(valence, arousal),
+        pl.when(~landmarks_bad).then(pl.col("_lnd")).alias("landmarks"),
+        "_reason",
+        "_detail",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Writers (used by curate.synth; round-trip with read)
+# --------------------------------------------------------------------------------------
+
+
+def _number_text(expr: pl.Expr) -> pl.Expr:
+    """Numbers as AffectNet writes them: integral values without a decimal point."""
+    value = expr.cast(pl.Float64)
+    return pl.when(value == value.round(0)).then(value.cast(pl.Int64).cast(pl.String)).otherwise(expr.cast(pl.String))
+
+
+def original_rows(annotations: pl.DataFrame) -> pl.DataFrame:
+    """Text columns of original-layout CSV rows from a frame in the annotation schema.
+
+    Needs ``id``, ``face_x``, ``face_y``, ``face_width``, ``face_height``, ``landmarks``
+    (List of 136 floats, written with their shortest exact text) or a ready
+    ``facial_landmarks`` string column, ``label`` and ``valence`` / ``arousal`` (null -> -2).
+    """
+    if "facial_landmarks" in annotations.columns:
+        landmark_text = pl.col("facial_landmarks")
+    else:
+        landmark_text = pl.col("landmarks").cast(pl.List(pl.String)).list.join(";")
+    return annotations.select(
+        pl.col("id").alias("subDirectory_filePath"),
+        *(_number_text(pl.col(c)).alias(c) for c in ("face_x", "face_y", "face_width", "face_height")),
+        landmark_text.alias("facial_landmarks"),
+        pl.col("label").cast(pl.Int64).cast(pl.String).alias("expression"),
+        *(_number_text(pl.col(c).fill_null(VA_SENTINEL)).alias(c) for c in ("valence", "arousal")),
+    )
+
+
+def write_original_csv(
+    path: str | Path, chunks: Iterable[pl.DataFrame] | pl.DataFrame, *, header: str = HEADER_SPELLINGS[0]
+) -> Path:
+    """Write one original-layout CSV (``training.csv`` / ``validation.csv``).
+
+    ``chunks`` are frames accepted by :func:`original_rows` (or already converted by it),
+    written in order after the header; ``header`` is the spelling of the first column.
+    """
+    if header not in HEADER_SPELLINGS:
+        raise ValueError(f"header must be one of {HEADER_SPELLINGS}, got {header!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(chunks, pl.DataFrame):
+        chunks = [chunks]
+    with path.open("wb") as handle:
+        handle.write((",".join((header, *COLUMNS[1:])) + "\n").encode())
+        for chunk in chunks:
+            rows = chunk if "subDirectory_filePath" in chunk.columns else original_rows(chunk)
+            rows.write_csv(handle, include_header=False, quote_style="never", line_terminator="\n")
+    return path
+
+
+def write_original(
+    manual_dir: str | Path, annotations: pl.DataFrame, *, header: str = HEADER_SPELLINGS[0]
+) -> dict[str, Path]:
+    """Write both original-layout CSVs from an annotation table (``split`` picks the file)."""
+    root = Path(manual_dir)
+    return {
+        split: write_original_csv(root / relative, annotations.filter(pl.col("split") == split), header=header)
+        for split, relative in ORIGINAL_FILES.items()
+    }
+
+
+def cropped_annotation_paths(split: str, number: int | str) -> dict[str, str]:
+    """Relative paths of the four ``.npy`` files of one cropped-layout id."""
+    folder = CROPPED_DIRS[split]
+    return {kind: f"{folder}/annotations/{number}_{kind}.npy" for kind in CROPPED_KINDS}
+
+
+def cropped_image_path(split: str, number: int | str) -> str:
+    return f"{CROPPED_DIRS[split]}/images/{number}.jpg"
+
+
+def write_cropped_annotations(
+    manual_dir: str | Path,
+    split: str,
+    numbers: Any,
+    expression: Any,
+    valence: Any,
+    arousal: Any,
+    landmarks: Any,
+    *,
+    expression_as_text: bool = True,
+) -> int:
+    """Write ``<n>_{exp,val,aro,lnd}.npy`` for each id number; returns the number of files.
+
+    ``expression`` is stored as a 0-d text array (``np.array('3')``, like the release) unless
+    ``expression_as_text`` is False; valence/arousal as 0-d float64 (null/NaN -> -2);
+    landmarks as ``(136,)`` float64.
+    """
+    root = Path(manual_dir)
+    folder = root / CROPPED_DIRS[split] / "annotations"
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = np.asarray(numbers)
+    expression = np.asarray(expression, dtype=np.int64)
+    valence = np.nan_to_num(np.asarray(valence, dtype=np.float64), nan=VA_SENTINEL)
+    arousal = np.nan_to_num(np.asarray(arousal, dtype=np.float64), nan=VA_SENTINEL)
+    landmarks = np.asarray(landmarks, dtype=np.float64).reshape(len(numbers), -1)
+    for i, number in enumerate(numbers.tolist()):
+        exp = np.array(str(expression[i])) if expression_as_text else np.array(expression[i])
+        np.save(folder / f"{number}_exp.npy", exp)
+        np.save(folder / f"{number}_val.npy", np.array(valence[i]))
+        np.save(folder / f"{number}_aro.npy", np.array(arousal[i]))
+        np.save(folder / f"{number}_lnd.npy", landmarks[i])
+    return 4 * len(numbers)
