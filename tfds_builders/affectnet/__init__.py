@@ -1,0 +1,1 @@
+"""The `affectnet` TFDS dataset (manual download)."""

@@ -1,0 +1,1 @@
+"""The `ferplus` TFDS dataset (manual download)."""

@@ -1,0 +1,1 @@
+"""The `rafdb` TFDS dataset (manual download)."""
