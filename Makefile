@@ -13,7 +13,7 @@ setup:
 	@bash .ci/setup-env.sh
 
 demo: setup
-	$(VENV)/bin/curate policies
+	$(VENV)/bin/curate demo
 
 # Default test run (excludes tests marked slow). pytest exits non-zero on any failure
 # and with code 5 when no test ran, which make treats as a failure too.

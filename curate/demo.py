@@ -1,0 +1,234 @@
+"""The end-to-end demo: synthetic data -> TFDS -> studies -> baselines -> FiftyOne review.
+
+Every step is the real command a user would type (``curate synth``, ``tfds build``,
+``curate ingest``, ``curate study remap``, ``curate train``, ``curate review load``), run
+as a subprocess so its output streams to the console. Everything goes under one folder
+(default ``demo_output/``). A step is skipped when its stamp file records the same command
+and the same upstream stamps, so a second run reuses what is up to date; delete the folder
+(or ``make clean``) to start over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from curate import __version__
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Policies the demo trains, in the order of the comparison table.
+DEMO_POLICIES = ("merge-to-neutral", "drop-7-plus")
+
+
+def default_votes_file() -> Path | None:
+    """The real FER+ vote file when the project's ``../shared`` (or $FERPLUS_LABELS_CSV) has it."""
+    candidate = Path(os.environ.get("FERPLUS_LABELS_CSV", REPO_ROOT.parent / "shared/data/ferplus/fer2013new.csv"))
+    return candidate if candidate.is_file() else None
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """What the demo makes; ``small()`` is the version the end-to-end test runs."""
+
+    out: Path = Path("demo_output")
+    affectnet_scale: float = 0.005
+    ferplus_scale: float = 0.05
+    rafdb_scale: float = 0.1
+    label_noise: float = 0.05
+    votes_file: Path | None = dataclasses.field(default_factory=default_votes_file)
+    epochs: int = 4
+    image_size: int = 64
+    batch_size: int = 64
+    seed: int = 0
+    with_review: bool = True
+
+    @classmethod
+    def small(cls, out: Path) -> DemoSettings:
+        return cls(
+            out=out,
+            affectnet_scale=0.0015,
+            ferplus_scale=0.01,
+            rafdb_scale=0.02,
+            votes_file=None,
+            epochs=1,
+            image_size=32,
+            batch_size=32,
+        )
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    command: list[str]
+    outputs: list[Path]
+    after: Sequence[str] = ()
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message names the step and its log."""
+
+
+def _tool(name: str) -> str:
+    """An executable installed beside this interpreter (the venv's `tfds`), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise DemoError(f"cannot find the `{name}` command; run `make setup` first")
+    return found
+
+
+def plan(settings: DemoSettings) -> list[Step]:
+    """The demo's steps, in order."""
+    out = settings.out.resolve()
+    raw, tfds_dir, runs = out / "raw", out / "tfds", out / "workspace" / "runs"
+    curate = [sys.executable, "-m", "curate"]
+    tfds = [_tool("tfds"), "build", "--imports", "tfds_builders", "--data_dir"]
+    seed = ["--seed", str(settings.seed)]
+    noise = ["--label-noise", str(settings.label_noise)]
+    ferplus_source = (
+        ["--votes-from", str(settings.votes_file)]
+        if settings.votes_file
+        else ["--scale", str(settings.ferplus_scale), *noise]
+    )
+    steps = [
+        Step("synth affectnet", [*curate, "synth", "affectnet", "--out", str(raw / "affectnet"),
+                                 "--scale", str(settings.affectnet_scale), *noise, *seed], [raw / "affectnet"]),
+        Step("synth affectnet (cropped)", [*curate, "synth", "affectnet", "--layout", "cropped",
+                                           "--out", str(raw / "affectnet_cropped"),
+                                           "--scale", str(settings.affectnet_scale), *seed],
+             [raw / "affectnet_cropped"]),
+        Step("synth ferplus", [*curate, "synth", "ferplus", "--out", str(raw / "ferplus"), *ferplus_source, *seed],
+             [raw / "ferplus"]),
+        Step("synth rafdb", [*curate, "synth", "rafdb", "--out", str(raw / "rafdb"),
+                             "--scale", str(settings.rafdb_scale), *noise, *seed], [raw / "rafdb"]),
+        Step("tfds build affectnet", [*tfds, str(tfds_dir), "affectnet", "--config", "crop224",
+                                      "--manual_dir", str(raw / "affectnet")], [tfds_dir / "affectnet"],
+             after=["synth affectnet"]),
+        Step("tfds build affectnet (cropped release)", [*tfds, str(out / "tfds_cropped"), "affectnet", "--config",
+                                                        "crop224", "--manual_dir", str(raw / "affectnet_cropped")],
+             [out / "tfds_cropped" / "affectnet"], after=["synth affectnet (cropped)"]),
+        Step("tfds build ferplus", [*tfds, str(tfds_dir), "ferplus", "--manual_dir", str(raw / "ferplus")],
+             [tfds_dir / "ferplus"], after=["synth ferplus"]),
+        Step("tfds build rafdb", [*tfds, str(tfds_dir), "rafdb", "--manual_dir", str(raw / "rafdb")],
+             [tfds_dir / "rafdb"], after=["synth rafdb"]),
+        Step("ingest affectnet", [*curate, "ingest", "affectnet", "--manual-dir", str(raw / "affectnet")], [],
+             after=["synth affectnet"]),
+        Step("ingest ferplus", [*curate, "ingest", "ferplus", "--manual-dir", str(raw / "ferplus")], [],
+             after=["synth ferplus"]),
+        Step("ingest rafdb", [*curate, "ingest", "rafdb", "--manual-dir", str(raw / "rafdb")], [],
+             after=["synth rafdb"]),
+        Step("study remap affectnet", [*curate, "study", "remap", "--dataset", "affectnet",
+                                       "--out", str(out / "reports" / "affectnet")],
+             [out / "reports" / "affectnet" / "report.md"], after=["ingest affectnet"]),
+        Step("study remap ferplus", [*curate, "study", "remap", "--dataset", "ferplus",
+                                     "--out", str(out / "reports" / "ferplus")],
+             [out / "reports" / "ferplus" / "report.md"], after=["ingest ferplus"]),
+        Step("study remap all", [*curate, "study", "remap", "--dataset", "all", "--out", str(out / "reports" / "all")],
+             [out / "reports" / "all" / "report.md"], after=["ingest affectnet", "ingest ferplus", "ingest rafdb"]),
+        Step("train affectnet baselines", [*curate, "train", "--dataset", "affectnet", "--data-dir", str(tfds_dir),
+                                           "--policies", ",".join(DEMO_POLICIES), "--epochs", str(settings.epochs),
+                                           "--image-size", str(settings.image_size),
+                                           "--batch-size", str(settings.batch_size), *seed,
+                                           "--name", "demo", "--overwrite"],
+             [runs / f"demo-{policy}" / "COMPLETE" for policy in DEMO_POLICIES],
+             after=["tfds build affectnet", "ingest affectnet"]),
+        Step("study remap affectnet (with runs)", [*curate, "study", "remap", "--dataset", "affectnet",
+                                                   "--out", str(out / "reports" / "affectnet")],
+             [out / "reports" / "affectnet" / "report.md"], after=["train affectnet baselines"]),
+    ]
+    if settings.with_review:
+        steps.append(
+            Step("review load affectnet", [*curate, "review", "load", "affectnet", "--manual-dir", str(raw / "affectnet"),
+                                           "--run", f"demo-{DEMO_POLICIES[0]}", "--name", "demo-affectnet"], [],
+                 after=["train affectnet baselines"])
+        )
+    return steps
+
+
+def _key(step: Step, stamps: dict[str, str]) -> str:
+    document = {"command": step.command[1:], "after": [stamps.get(name, "") for name in step.after], "v": __version__}
+    return hashlib.sha256(json.dumps(document).encode()).hexdigest()
+
+
+def environment(settings: DemoSettings) -> dict[str, str]:
+    out = settings.out.resolve()
+    return {
+        **os.environ,
+        "CURATE_WORKSPACE": str(out / "workspace"),
+        "FIFTYONE_DATABASE_DIR": str(out / "fiftyone-db"),
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "FIFTYONE_DATABASE_VALIDATION": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
+    }
+
+
+def run_demo(settings: DemoSettings, *, echo: Callable[[str], None] = print) -> dict[str, object]:
+    """Run (or reuse) every step; returns the summary that ``curate demo`` prints."""
+    out = settings.out.resolve()
+    stamps_dir = out / ".stamps"
+    stamps_dir.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    env = environment(settings)
+    stamps: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    steps = plan(settings)
+    for index, step in enumerate(steps, 1):
+        key = _key(step, stamps)
+        stamp = stamps_dir / (step.name.replace(" ", "_").replace("(", "").replace(")", "") + ".json")
+        done = stamp.is_file() and json.loads(stamp.read_text()).get("key") == key
+        if done and all(path.exists() for path in step.outputs):
+            echo(f"[{index}/{len(steps)}] {step.name}: up to date")
+            stamps[step.name] = key
+            continue
+        for path in step.outputs:  # a step's outputs are rebuilt whole
+            if path.is_dir():
+                shutil.rmtree(path)
+        echo(f"[{index}/{len(steps)}] {step.name}: {' '.join(Path(step.command[0]).name if i == 0 else a for i, a in enumerate(step.command))}")
+        log_path = logs / stamp.with_suffix(".log").name
+        start = time.perf_counter()
+        with log_path.open("w") as log:
+            process = subprocess.Popen(step.command, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                if line.strip() and not line.startswith(("I0000", "W0000", "E0000", "WARNING: All log")):
+                    echo("    " + line.rstrip())
+            code = process.wait()
+        timings[step.name] = time.perf_counter() - start
+        if code != 0:
+            raise DemoError(f"step '{step.name}' failed (exit {code}); full log: {log_path}")
+        stamp.write_text(json.dumps({"key": key, "seconds": round(timings[step.name], 1)}))
+        stamps[step.name] = key
+    return summary(settings, timings)
+
+
+def summary(settings: DemoSettings, timings: dict[str, float]) -> dict[str, object]:
+    out = settings.out.resolve()
+    runs = out / "workspace" / "runs"
+    comparison = runs / "comparisons" / "demo.md"
+    return {
+        "output": str(out),
+        "raw datasets": str(out / "raw"),
+        "tfds data_dir": str(out / "tfds"),
+        "workspace": str(out / "workspace"),
+        "reports": [str(p) for p in sorted((out / "reports").glob("*/report.md"))],
+        "runs": [str(runs / f"demo-{policy}") for policy in DEMO_POLICIES],
+        "comparison table": comparison.read_text() if comparison.is_file() else "(no comparison table)",
+        "open the app": (
+            f"CURATE_WORKSPACE={out / 'workspace'} FIFTYONE_DATABASE_DIR={out / 'fiftyone-db'} "
+            "curate review app --name demo-affectnet --port 5151"
+        ),
+        "seconds per step": {name: round(seconds, 1) for name, seconds in timings.items()},
+    }
