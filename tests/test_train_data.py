@@ -1,0 +1,206 @@
+"""train.data: views, hold-out, subsamples, caching, sampler and augmentation (no model)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from curate.studies.holdout import class_frequency_holdout  # noqa: E402
+from train import data  # noqa: E402
+from train.config import MissingDatasetError, TrainConfig, TrainError  # noqa: E402
+from train.testing import synthetic_source  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def affectnet_source() -> data.InMemorySource:
+    return synthetic_source("affectnet", per_class={"train": 12, "validation": 3}, image_size=40, seed=1)
+
+
+@pytest.fixture(scope="module")
+def ferplus_source() -> data.InMemorySource:
+    # Imbalanced train: Happy x3 (balanced sampler and class weights have something to do).
+    source = synthetic_source("ferplus", per_class={"train": 8, "validation": 4, "test": 3}, seed=2)
+    train = source._splits["train"]
+    happy = np.flatnonzero(np.argmax(train["votes"], axis=1) == 1)
+    extra = {key: np.concatenate([value, value[happy], value[happy]]) for key, value in train.items()}
+    extra["id"] = np.concatenate(
+        [train["id"], [f"{i}a" for i in train["id"][happy]], [f"{i}b" for i in train["id"][happy]]]
+    )
+    source._splits["train"] = extra
+    return source
+
+
+def config(dataset: str, **kwargs) -> TrainConfig:
+    base = {"image_size": 32, "batch_size": 16, "epochs": 1, "holdout_fraction": 0.2, "export_tflite": False}
+    base.update(kwargs)
+    return TrainConfig(dataset=dataset, **base)
+
+
+def labels_of(batches, soft: bool) -> np.ndarray:
+    out = []
+    for _, y, _ in batches:
+        y = y["label"] if isinstance(y, dict) else y
+        out.append(np.argmax(y, axis=-1) if soft else np.asarray(y))
+    return np.concatenate(out)
+
+
+def test_views_hold_out_and_no_leakage(affectnet_source) -> None:
+    prepared = data.prepare_data(config("affectnet"), source=affectnet_source, verbose=False)
+    scan = data.scan_split(affectnet_source, "train", config("affectnet"))
+    held = class_frequency_holdout(list(scan.ids), 0.2, 0)
+    assert set(prepared.views["class_frequency"].ids) == set(scan.ids[held & scan.keep])
+    assert not set(prepared.train_ids) & set(prepared.views["class_frequency"].ids)
+    assert set(prepared.train_ids) | set(prepared.views["class_frequency"].ids) == set(scan.ids)
+    assert prepared.views["balanced"].split == "validation" and len(prepared.views["balanced"].ids) == 24
+    assert "test" not in prepared.views
+    assert prepared.monitor_view == "class_frequency"  # protocol: AffectNet selects on the hold-out
+    batch = next(iter(prepared.views["balanced"].dataset))
+    assert batch["image"].dtype == tf.uint8 and tuple(batch["image"].shape[1:]) == (32, 32, 3)
+    x, y, w = next(iter(prepared.train))
+    assert x.dtype == tf.float32 and x.shape[1:] == (32, 32, 3) and float(tf.reduce_max(x)) <= 255.0
+    assert y.dtype == tf.int64 and w.shape == y.shape
+
+
+def test_va_head_batches_are_dicts_with_mask(affectnet_source) -> None:
+    prepared = data.prepare_data(
+        config("affectnet", policy="keep-all", va_head=True), source=affectnet_source, verbose=False
+    )
+    _, y, w = next(iter(prepared.train))
+    assert set(y) == {"label", "va"} and y["va"].shape[-1] == 2
+    assert set(w) == {"label", "va"}
+    assert set(np.unique(w["va"].numpy())) <= {0.0, 1.0}
+
+
+def test_ferplus_views_grey_tiled_balanced_and_test_split(ferplus_source) -> None:
+    prepared = data.prepare_data(config("ferplus"), source=ferplus_source, verbose=False)
+    balanced = prepared.views["balanced"]
+    assert balanced.split == "validation"
+    assert np.all(np.bincount(balanced.labels, minlength=8)[np.unique(balanced.labels)] == 4)
+    assert prepared.views["test"].split == "test" and len(prepared.views["test"].ids) == 24
+    assert prepared.monitor_view == "balanced"
+    image = next(iter(balanced.dataset))["image"].numpy()
+    assert image.shape[-1] == 3 and np.array_equal(image[..., 0], image[..., 2])
+
+
+def test_balanced_subsample_is_deterministic_and_order_free() -> None:
+    ids = np.array([f"id{i}" for i in range(60)], dtype=object)
+    labels_ = np.array([0] * 40 + [1] * 15 + [2] * 5)
+    mask = data.balanced_subsample(ids, labels_, np.ones(60, bool), seed=3)
+    assert np.bincount(labels_[mask]).tolist() == [5, 5, 5]
+    order = np.random.default_rng(0).permutation(60)
+    again = data.balanced_subsample(ids[order], labels_[order], np.ones(60, bool), seed=3)
+    assert set(ids[order][again]) == set(ids[mask])
+    capped = data.balanced_subsample(ids, labels_, np.ones(60, bool), seed=3, per_class_cap=2)
+    assert np.bincount(labels_[capped]).tolist() == [2, 2, 2]
+
+
+def test_class_weights_come_from_the_balance_study(ferplus_source) -> None:
+    from curate.studies.balance import class_weights
+
+    prepared = data.prepare_data(config("ferplus", class_weight="inverse"), source=ferplus_source, verbose=False)
+    expected = class_weights(prepared.train_counts, "inverse")
+    assert np.allclose(prepared.class_weights, expected)
+    _, y, w = next(iter(prepared.train))
+    assert np.allclose(w.numpy(), expected[y.numpy()])
+
+
+def test_balanced_sampler_evens_out_classes(ferplus_source) -> None:
+    natural = data.prepare_data(config("ferplus", augment=False), source=ferplus_source, verbose=False)
+    balanced = data.prepare_data(
+        config("ferplus", sampler="balanced", augment=False), source=ferplus_source, verbose=False
+    )
+    steps = 40
+    natural_counts = np.bincount(labels_of(natural.train.take(steps), False), minlength=8)
+    balanced_counts = np.bincount(labels_of(balanced.train.take(steps), False), minlength=8)
+    assert natural_counts[1] / natural_counts.sum() > 0.25  # Happy is 3x over-represented
+    assert balanced_counts[1] / balanced_counts.sum() < 0.2
+    assert balanced_counts.min() > 0
+
+
+def test_soft_and_sampled_targets(ferplus_source) -> None:
+    soft = data.prepare_data(config("ferplus", vote_mode="crossentropy"), source=ferplus_source, verbose=False)
+    assert soft.target_kind == "soft"
+    _, y, _ = next(iter(soft.train))
+    assert y.shape[-1] == 8 and np.allclose(y.numpy().sum(axis=1), 1.0)
+    assert (y.numpy().max(axis=1) < 1.0).any()  # real vote distributions
+    sampled = data.prepare_data(config("ferplus", vote_mode="probability"), source=ferplus_source, verbose=False)
+    _, y, _ = next(iter(sampled.train))
+    assert set(np.unique(y.numpy())) <= {0.0, 1.0} and np.allclose(y.numpy().sum(axis=1), 1.0)
+
+
+def test_training_stream_is_deterministic_given_the_seed(ferplus_source) -> None:
+    def first_batches(seed: int) -> list[np.ndarray]:
+        prepared = data.prepare_data(
+            config("ferplus", seed=seed, sampler="balanced"), source=ferplus_source, verbose=False
+        )
+        return [x.numpy() for x, _, _ in prepared.train.take(3)]
+
+    a, b, c = first_batches(5), first_batches(5), first_batches(6)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_file_cache_equals_memory_cache_and_is_cleaned(ferplus_source, tmp_path) -> None:
+    memory = data.prepare_data(config("ferplus", cache="memory"), source=ferplus_source, verbose=False)
+    on_disk = data.prepare_data(
+        config("ferplus", cache="file"), source=ferplus_source, work_dir=tmp_path, verbose=False
+    )
+    assert on_disk.cache == "file"
+    first = [b["image"].numpy() for b in memory.views["balanced"].dataset]
+    second = [b["image"].numpy() for b in on_disk.views["balanced"].dataset]
+    again = [b["image"].numpy() for b in on_disk.views["balanced"].dataset]  # read back from the cache file
+    assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(first, second, again, strict=True))
+    assert any((tmp_path / "cache").iterdir())
+    on_disk.cleanup()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_no_cache_above_128_pixels() -> None:
+    assert data.resolve_cache(config("rafdb", image_size=160), 10) == "none"
+    assert data.resolve_cache(config("rafdb", image_size=96), 10) == "memory"
+    assert data.resolve_cache(config("rafdb", image_size=128), 10**6) == "file"
+
+
+def test_decode_resize_handles_encoded_grey_and_face_boxes() -> None:
+    from PIL import Image
+
+    grey = np.tile(np.arange(48, dtype=np.uint8)[None, :], (48, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(grey, "L").save(buffer, format="PNG")
+    out = data.decode_resize(tf.constant(buffer.getvalue()), 24).numpy()
+    assert out.shape == (24, 24, 3) and np.array_equal(out[..., 0], out[..., 1])
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[40:60, 40:60] = 255
+    crop = data.decode_resize(tf.constant(image), 20, face_box=tf.constant([0.4, 0.4, 0.6, 0.6]), margin=0.0).numpy()
+    assert crop.mean() > 200 and crop[10, 10, 0] == 255  # the bright square fills the crop
+
+
+def test_augment_keeps_range_and_shape() -> None:
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3)), tf.uint8)
+    a = data.augment(image, tf.constant(7, tf.int64))
+    b = data.augment(image, tf.constant(7, tf.int64))
+    assert a.shape == (32, 32, 3) and float(tf.reduce_min(a)) >= 0 and float(tf.reduce_max(a)) <= 255
+    assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_policy_without_rows_in_the_dataset_is_a_clear_error(tmp_path) -> None:
+    policy = tmp_path / "contempt-only.toml"
+    policy.write_text(
+        'name = "contempt-only"\nclasses = ["Contempt"]\nmapping = { Contempt = "Contempt" }\n'
+        'drop = ["Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "None", "Uncertain", "No-Face"]\n'
+    )
+    source = synthetic_source("rafdb", per_class=2, image_size=32)
+    with pytest.raises(TrainError, match="leaves no training rows in rafdb"):
+        data.prepare_data(config("rafdb", policy=str(policy)), source=source, verbose=False)
+
+
+def test_missing_tfds_dataset_names_the_build_command(tmp_path) -> None:
+    with pytest.raises(MissingDatasetError) as error:
+        data.TFDSSource("rafdb", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert f"tfds build rafdb --imports tfds_builders --data_dir {tmp_path} --manual_dir" in message
+    assert isinstance(error.value, ValueError)

@@ -1,0 +1,114 @@
+"""train.models: backbones, heads and weights files (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from train import models  # noqa: E402
+from train.config import TrainConfig, TrainError, WeightsError  # noqa: E402
+
+
+def config(**kwargs) -> TrainConfig:
+    base = {"dataset": "affectnet", "image_size": 32, "alpha": 0.75, "model": "mobilenet_v3_small"}
+    base.update(kwargs)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("mobilenet_v2", marks=pytest.mark.slow),
+        "mobilenet_v3_small",
+        pytest.param("mobilenet_v3_large", marks=pytest.mark.slow),
+    ],
+)
+def test_models_take_0_255_images_and_give_logits(name: str) -> None:
+    model = models.build_model(config(model=name, alpha=0.35 if name == "mobilenet_v2" else 0.75), 7)
+    out = model.predict_on_batch(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
+    assert out.shape == (2, 7)
+    assert model.get_layer("backbone").count_params() > 0
+
+
+def test_va_head_is_a_dict_output_in_minus_one_one() -> None:
+    model = models.build_model(config(va_head=True), 8)
+    out = model.predict_on_batch(np.zeros((3, 32, 32, 3), "float32"))
+    assert set(out) == {"label", "va"} and out["va"].shape == (3, 2)
+    assert np.all(np.abs(out["va"]) <= 1.0)
+
+
+def test_backbone_weights_file_round_trip_and_wrong_shape(tmp_path) -> None:
+    source = models.build_model(config(), 7)
+    path = tmp_path / "backbone.weights.h5"
+    source.get_layer("backbone").save_weights(str(path))
+    loaded = models.build_model(config(weights=str(path)), 5)
+    for a, b in zip(
+        source.get_layer("backbone").get_weights(), loaded.get_layer("backbone").get_weights(), strict=True
+    ):
+        assert np.array_equal(a, b)
+    with pytest.raises(WeightsError, match="does not fit"):
+        models.build_model(config(weights=str(path), alpha=1.0), 7)
+
+
+@pytest.mark.slow
+def test_weights_of_another_architecture(tmp_path) -> None:
+    path = tmp_path / "backbone.weights.h5"
+    models.build_model(config(), 7).get_layer("backbone").save_weights(str(path))
+    with pytest.raises(WeightsError, match="does not fit"):
+        models.build_model(config(weights=str(path), model="mobilenet_v2", alpha=0.35), 7)
+
+
+def test_legacy_h5_like_keras_applications_files(tmp_path) -> None:
+    h5py = pytest.importorskip("h5py")
+    from keras.src.legacy.saving import legacy_h5_format
+
+    source = models.build_model(config(), 7).get_layer("backbone")
+    path = tmp_path / "weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5"
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source)
+    loaded = models.build_model(config(weights=str(path)), 7).get_layer("backbone")
+    assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), loaded.get_weights(), strict=True))
+    with pytest.raises(WeightsError):
+        models.build_model(config(weights=str(path), alpha=1.0), 7)
+
+
+def test_previous_run_model_keras(tmp_path) -> None:
+    previous = models.build_model(config(), 7)
+    path = tmp_path / "model.keras"
+    previous.save(path)
+    same = models.build_model(config(weights=str(path)), 7)
+    assert np.array_equal(same.get_layer("label").get_weights()[0], previous.get_layer("label").get_weights()[0])
+    other_classes = models.build_model(config(weights=str(path)), 5)  # backbone only
+    assert np.array_equal(
+        other_classes.get_layer("backbone").get_weights()[0], previous.get_layer("backbone").get_weights()[0]
+    )
+    with pytest.raises(WeightsError, match="do not fit"):
+        models.build_model(config(weights=str(path), alpha=1.0), 7)
+
+
+def test_bad_weights_arguments(tmp_path) -> None:
+    with pytest.raises(WeightsError, match="no such file"):
+        config(weights=str(tmp_path / "missing.h5"))
+    text = tmp_path / "weights.txt"
+    text.write_text("nope")
+    with pytest.raises(WeightsError, match="expected .h5"):
+        models.build_model(config(weights=str(text)), 7)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(WeightsError):
+        models.build_model(config(weights=str(junk)), 7)
+
+
+def test_unknown_model_and_small_images() -> None:
+    with pytest.raises(TrainError, match="--model: unknown value 'resnet'"):
+        config(model="resnet")
+    with pytest.raises(TrainError, match="at least 32"):
+        config(image_size=16)
+
+
+def test_batchnorm_momentum_is_lowered_for_short_runs() -> None:
+    backbone = models.build_backbone("mobilenet_v3_small", alpha=0.75, image_size=32)
+    momenta = {layer.momentum for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {models.BATCHNORM_MOMENTUM}

@@ -1,0 +1,44 @@
+"""Compact Keras baselines for the toolkit's facial-expression datasets.
+
+``tfds.load`` -> label policy at read time (:mod:`curate.readtime`) -> decode / resize /
+cache / augment (:mod:`train.data`) -> MobileNet (:mod:`train.models`) -> fit with early
+stopping on a balanced metric (:mod:`train.loop`) -> metrics on the balanced and
+class-frequency views (:mod:`train.evaluate`) -> TFLite (:mod:`train.export`) -> a run
+folder registered in the workspace. The command line is ``curate train`` or
+``python -m train``; see ``docs/training.md``.
+
+TensorFlow is imported by the submodules' functions, not by this package.
+"""
+
+from train.config import MissingDatasetError, TrainConfig, TrainError, WeightsError
+
+__all__ = [
+    "MissingDatasetError",
+    "TrainConfig",
+    "TrainError",
+    "WeightsError",
+    "compare_runs",
+    "train_policies",
+    "train_run",
+]
+
+
+def train_run(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy wrapper
+    """See :func:`train.loop.train_run`."""
+    from train.loop import train_run as run
+
+    return run(*args, **kwargs)
+
+
+def train_policies(*args, **kwargs):  # noqa: ANN002, ANN003
+    """See :func:`train.loop.train_policies`."""
+    from train.loop import train_policies as run
+
+    return run(*args, **kwargs)
+
+
+def compare_runs(*args, **kwargs):  # noqa: ANN002, ANN003
+    """See :func:`train.loop.compare_runs`."""
+    from train.loop import compare_runs as run
+
+    return run(*args, **kwargs)

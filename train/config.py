@@ -1,0 +1,188 @@
+"""The resolved configuration of one training run, validated once at the entry point.
+
+:class:`TrainConfig` holds every option of ``curate train`` / ``python -m train``; the run
+folder's ``config.json`` is its :meth:`TrainConfig.to_dict` plus what was resolved while
+running (class names, counts, weights). User mistakes raise :class:`TrainError` (a
+``ValueError``) whose message names the option and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from curate import labels
+
+DATASETS = ("affectnet", "ferplus", "rafdb")
+MODELS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+CLASS_WEIGHT_METHODS = ("none", "inverse", "sqrt", "effective")
+SAMPLERS = ("natural", "balanced")
+MONITORS = ("auto", "balanced", "class_frequency")
+CACHE_MODES = ("auto", "memory", "file", "none")
+#: Largest image side whose decoded images are cached (in memory or in a file).
+CACHE_MAX_IMAGE_SIZE = 128
+#: ``cache="auto"`` keeps the cache in memory up to this many bytes of images, else a file.
+CACHE_MEMORY_LIMIT_BYTES = 2 * 1024**3
+DEFAULT_WORKSPACE = "curate-workspace"
+#: Policy used when none is given: the protocol cards' (AffectNet-8, FERPlus-8, RAF-DB-7).
+DEFAULT_POLICY = {"affectnet": "drop-8-plus", "ferplus": "drop-8-plus", "rafdb": "drop-7-plus"}
+
+
+class TrainError(ValueError):
+    """A training run cannot start or finish; the message says what to change."""
+
+
+class MissingDatasetError(TrainError):
+    """The TFDS dataset is not built in the data dir; the message gives the build command."""
+
+
+class WeightsError(TrainError):
+    """A weights file does not exist or does not fit the model."""
+
+
+def default_workspace() -> Path:
+    """``$CURATE_WORKSPACE`` or ``./curate-workspace``."""
+    return Path(os.environ.get("CURATE_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Options of one run. Defaults are the CLI's.
+
+    Attributes mirror the command-line options: ``dataset``, ``policy`` (built-in name or
+    TOML path; default per dataset, :data:`DEFAULT_POLICY`), ``vote_mode`` (FERPlus), ``model``, ``alpha``, ``image_size``, ``epochs``,
+    ``batch_size``, ``learning_rate``, ``weights`` (``"none"`` or a path), ``class_weight``,
+    ``sampler``, ``seed``, ``va_head`` and ``va_loss_weight`` (AffectNet), ``patience``
+    (early stopping), ``monitor`` (the view whose balanced accuracy early stopping and the
+    best checkpoint watch; ``auto`` = the protocol cards' selection split: the train
+    hold-out for AffectNet and RAF-DB, the validation-derived balanced view for FERPlus),
+    ``holdout_fraction`` / ``holdout_seed`` (the class-frequency hold-out from train, the
+    studies' rule and defaults), ``max_train_examples`` / ``max_eval_examples`` (caps for quick runs, 0 =
+    all), ``cache``, ``export_tflite``, ``augment``, ``dropout``, ``config`` (TFDS builder
+    config, e.g. ``crop224``), ``data_dir``, ``runs_dir`` and ``name``.
+    """
+
+    dataset: str
+    policy: str | None = None
+    vote_mode: str | None = None
+    model: str = "mobilenet_v3_small"
+    alpha: float = 1.0
+    image_size: int = 96
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weights: str = "none"
+    class_weight: str = "none"
+    sampler: str = "natural"
+    seed: int = 0
+    va_head: bool = False
+    va_loss_weight: float = 0.5
+    patience: int = 5
+    holdout_fraction: float = 0.05
+    holdout_seed: int = 0
+    monitor: str = "auto"
+    max_train_examples: int = 0
+    max_eval_examples: int = 0
+    cache: str = "auto"
+    export_tflite: bool = True
+    augment: bool = True
+    dropout: float = 0.2
+    config: str | None = None
+    data_dir: str | None = None
+    runs_dir: str | None = None
+    name: str | None = None
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.policy is None and self.dataset in DEFAULT_POLICY:
+            self.policy = DEFAULT_POLICY[self.dataset]
+        self.validate()
+
+    # ------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`TrainError` (or ``PolicyError``) naming the first bad option."""
+
+        def choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise TrainError(f"--{option}: unknown value {value!r}; choose one of {', '.join(allowed)}")
+
+        choice("dataset", self.dataset, DATASETS)
+        choice("model", self.model, MODELS)
+        choice("class-weight", self.class_weight, CLASS_WEIGHT_METHODS)
+        choice("sampler", self.sampler, SAMPLERS)
+        choice("cache", self.cache, CACHE_MODES)
+        choice("monitor", self.monitor, MONITORS)
+        labels.get_policy(str(self.policy))  # PolicyError (a ValueError) for unknown names/bad files
+        if self.vote_mode is not None:
+            if self.dataset != "ferplus":
+                raise TrainError(f"--vote-mode applies to ferplus only, not {self.dataset}")
+            labels.get_vote_mode(self.vote_mode)
+        if self.dataset == "rafdb" and self.monitor == "balanced":
+            raise TrainError(
+                "--monitor balanced: RAF-DB's balanced view is drawn from its test split, which must never "
+                "select epochs; use class_frequency (the train hold-out) or auto"
+            )
+        if self.va_head and self.dataset != "affectnet":
+            raise TrainError(f"--va-head needs valence/arousal labels: affectnet only, not {self.dataset}")
+        if self.image_size < 32:
+            raise TrainError(f"--image-size must be at least 32 (MobileNet), got {self.image_size}")
+        if self.alpha <= 0:
+            raise TrainError(f"--alpha must be positive, got {self.alpha}")
+        for option, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
+            if value < 1:
+                raise TrainError(f"--{option} must be at least 1, got {value}")
+        if not 0.0 < self.holdout_fraction < 0.5:
+            raise TrainError(f"--holdout-fraction must be in (0, 0.5), got {self.holdout_fraction}")
+        if self.weights != "none" and not Path(self.weights).is_file():
+            raise WeightsError(
+                f"--weights: no such file {self.weights!r} (give 'none' or a .h5/.weights.h5/.keras file)"
+            )
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.name):
+            raise TrainError(f"--name {self.name!r}: use letters, digits, '.', '_', '+', '-' only")
+
+    # ------------------------------------------------------------------------------
+    @property
+    def policy_object(self) -> labels.LabelPolicy:
+        return labels.get_policy(str(self.policy))
+
+    @property
+    def monitor_view(self) -> str:
+        if self.monitor != "auto":
+            return self.monitor
+        return "balanced" if self.dataset == "ferplus" else "class_frequency"
+
+    @property
+    def resolved_vote_mode(self) -> str | None:
+        if self.dataset != "ferplus":
+            return None
+        return self.vote_mode or "majority"
+
+    def run_name(self) -> str:
+        """``--name`` or ``<dataset>-<policy>-<model>-<size>px-s<seed>``."""
+        if self.name:
+            return self.name
+        policy = self.policy_object.name
+        parts = [self.dataset, policy]
+        if self.resolved_vote_mode and self.resolved_vote_mode != "majority":
+            parts.append(self.resolved_vote_mode)
+        parts += [self.model.replace("_", ""), f"{self.image_size}px", f"s{self.seed}"]
+        return "-".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["vote_mode"] = self.resolved_vote_mode
+        data["policy_name"] = self.policy_object.name
+        data["policy_source"] = self.policy_object.source
+        data["monitor_view"] = self.monitor_view
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in fields})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,624 @@
+"""One training run end to end, and several runs compared.
+
+:func:`train_run` seeds everything, prepares the data (``train.data``), builds and fits the
+model (``train.models``) with early stopping and best-checkpoint restore on the monitored
+view, evaluates every view (``train.evaluate``), exports TFLite (``train.export``) and
+writes the run folder atomically: everything goes into ``<runs>/<name>.partial/``, the
+``COMPLETE`` marker is written last and the folder is then renamed to ``<runs>/<name>/``.
+Any error removes the partial folder, so a run folder either is complete or does not
+exist. The run is then registered in the workspace (``curate.workspace``).
+
+:func:`train_policies` runs one configuration under several policies and writes a
+comparison table (:func:`compare_runs`).
+
+Run folder (``docs/contracts.md``)::
+
+    <runs>/<name>/
+        config.json            resolved options, class names, data summary, fingerprint
+        history.csv            one row per epoch: loss, accuracy, val_* of the monitored view
+        metrics.json           per view: accuracy, balanced accuracy, macro F1, per-class
+                               precision/recall, confusion matrix (+ V/A RMSE/CCC); training
+                               speed; TFLite sizes, latencies and agreement
+        predictions.parquet    id, view, split, label, predicted, confidence, probabilities,
+                               logits, valence_pred, arousal_pred
+        confusion_<view>.png
+        model.keras
+        model_float.tflite, model_int8.tflite
+        COMPLETE
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curate import labels as _labels
+from train import evaluate
+from train.config import TrainConfig, TrainError, default_workspace
+
+COMPLETE_MARKER = "COMPLETE"
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclasses.dataclass
+class RunResult:
+    """A finished run: its name, folder, metrics (``metrics.json``) and config."""
+
+    name: str
+    path: Path
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+
+
+def set_determinism(seed: int, *, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; make TF ops deterministic (CPU)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Callbacks
+# --------------------------------------------------------------------------------------
+
+
+def _callbacks(config: TrainConfig, data: Any, work: Path, *, va_head: bool, verbose: int) -> list[Any]:
+    import keras
+
+    monitor = data.views[data.monitor_view]
+    class_names = data.class_names
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Wall time of the training part of each epoch (before the evaluation callbacks)."""
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            seconds = time.perf_counter() - self.start
+            if logs is not None:
+                logs["train_seconds"] = seconds
+                logs["train_images_per_second"] = data.steps_per_epoch * config.batch_size / max(seconds, 1e-9)
+
+    class ViewMonitor(keras.callbacks.Callback):
+        """Balanced accuracy, accuracy, macro F1 (and loss) of the monitored view, as ``val_*``."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            predictions = evaluate.predict_view(self.model, monitor, va_head=va_head)
+            metrics = evaluate.view_metrics(predictions, class_names)
+            if logs is None:
+                return
+            probabilities = np.clip(
+                predictions["probabilities"][np.arange(len(predictions["label"])), predictions["label"]], 1e-7, 1
+            )
+            logs["val_loss"] = float(-np.log(probabilities).mean())
+            logs["val_accuracy"] = metrics["accuracy"]
+            logs["val_balanced_accuracy"] = metrics["balanced_accuracy"]
+            logs["val_macro_f1"] = metrics["macro_f1"]
+            if "va" in metrics:
+                for key in ("valence", "arousal"):
+                    logs[f"val_{key}_rmse"] = metrics["va"][key]["rmse"]
+                    logs[f"val_{key}_ccc"] = metrics["va"][key]["ccc"]
+
+    class EpochSummary(keras.callbacks.Callback):
+        """One line per epoch, after Keras' progress bar."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            accuracy = logs.get("accuracy", logs.get("label_accuracy", float("nan")))
+            line = (
+                f"epoch {epoch + 1}/{config.epochs}: loss {logs.get('loss', float('nan')):.4f} "
+                f"acc {accuracy:.3f} | {data.monitor_view}: bal-acc {logs.get('val_balanced_accuracy', float('nan')):.3f} "
+                f"acc {logs.get('val_accuracy', float('nan')):.3f} macro-F1 {logs.get('val_macro_f1', float('nan')):.3f}"
+            )
+            if "val_valence_rmse" in logs:
+                line += (
+                    f" | V rmse {logs['val_valence_rmse']:.3f} ccc {logs['val_valence_ccc']:.3f}"
+                    f" A rmse {logs['val_arousal_rmse']:.3f} ccc {logs['val_arousal_ccc']:.3f}"
+                )
+            line += f" | {logs.get('train_seconds', 0):.1f} s, {logs.get('train_images_per_second', 0):.0f} img/s"
+            print(line, flush=True)
+
+    callbacks = [
+        EpochTimer(),
+        ViewMonitor(),
+        keras.callbacks.EarlyStopping(
+            monitor="val_balanced_accuracy", mode="max", patience=config.patience, restore_best_weights=True, verbose=0
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(work / "model.keras"), monitor="val_balanced_accuracy", mode="max", save_best_only=True, verbose=0
+        ),
+    ]
+    if verbose:
+        callbacks.append(EpochSummary())
+    return callbacks
+
+
+# --------------------------------------------------------------------------------------
+# A run
+# --------------------------------------------------------------------------------------
+
+
+def resolve_runs_dir(runs_dir: str | Path | None = None, workspace: str | Path | None = None) -> Path:
+    """``runs_dir``, else ``<workspace>/runs`` (workspace: argument, ``$CURATE_WORKSPACE`` or
+    ``./curate-workspace``)."""
+    if runs_dir:
+        return Path(runs_dir)
+    return Path(workspace) / "runs" if workspace else default_workspace() / "runs"
+
+
+def protocol_key(config: TrainConfig) -> str | None:
+    """The protocol card (``curate.protocols``) this run's numbers belong to, if any."""
+    from curate import protocols
+
+    policy = config.policy_object
+    for card in protocols.PROTOCOLS.values():
+        if card.task != "classification" or card.dataset != config.dataset:
+            continue
+        if card.policy == policy.name and card.vote_mode == config.resolved_vote_mode and policy.source == "built-in":
+            return card.key
+    return None
+
+
+def data_fingerprint(config: TrainConfig, source_info: dict[str, Any]) -> str:
+    from curate import protocols
+
+    return protocols.data_fingerprint(
+        dataset=config.dataset,
+        dataset_version=str(source_info.get("version")),
+        annotation_sha256=source_info.get("annotation_sha256") or {},
+        policy=config.policy_object,
+        vote_mode=config.resolved_vote_mode,
+        extra={"config": source_info.get("config"), "source": source_info.get("source")},
+    )
+
+
+def train_run(
+    config: TrainConfig,
+    *,
+    source: Any = None,
+    runs_dir: str | Path | None = None,
+    workspace: str | Path | None = None,
+    register: bool = True,
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> RunResult:
+    """Train, evaluate and export one run; return its :class:`RunResult`.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    source : optional
+        An example source (``train.data.TFDSSource`` by default, ``InMemorySource`` in tests).
+    runs_dir : path, optional
+        Folder of run folders (``--out``); default ``<workspace>/runs``.
+    workspace : path, optional
+        The workspace to register the run in (default ``$CURATE_WORKSPACE`` or
+        ``./curate-workspace``).
+    register : bool
+        Record the run in the workspace database.
+    overwrite : bool
+        Replace an existing run folder of the same name (otherwise :class:`TrainError`).
+    verbose : int
+        0 silent, 1 Keras progress bars + one line per epoch, 2 one line per epoch only.
+    """
+    from train import data as data_module
+    from train import models
+
+    runs = resolve_runs_dir(runs_dir, workspace)
+    name = config.run_name()
+    final = runs / name
+    work = runs / f"{name}{PARTIAL_SUFFIX}"
+    if final.exists() and not overwrite:
+        raise TrainError(f"run folder {final} exists; choose another --name or pass --overwrite")
+
+    set_determinism(config.seed, deterministic=config.deterministic)
+    if work.exists():  # left by a crashed run
+        shutil.rmtree(work)
+    policy = config.policy_object
+    # Everything that can fail on user input fails here, before anything is written.
+    model = models.build_model(config, policy.num_classes)
+    source = source if source is not None else data_module.open_source(config)
+    data = None
+    try:
+        data = data_module.prepare_data(config, source=source, work_dir=work, verbose=bool(verbose))
+        work.mkdir(parents=True, exist_ok=True)
+        result = _train_in(work, config, model, data, source, name=name, verbose=verbose)
+        data.cleanup()
+        (work / COMPLETE_MARKER).write_text(_dt.datetime.now(_dt.UTC).isoformat() + "\n", encoding="utf-8")
+        if final.exists():
+            trash = runs / f"{name}.replaced"
+            shutil.rmtree(trash, ignore_errors=True)
+            final.rename(trash)
+            work.rename(final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            work.rename(final)
+    except BaseException:
+        if data is not None:
+            data.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    result.path = final
+    if register:
+        _register(result, config, workspace)
+    return result
+
+
+def _train_in(
+    work: Path, config: TrainConfig, model: Any, data: Any, source: Any, *, name: str, verbose: int
+) -> RunResult:
+    from train import export as export_module
+    from train import models
+
+    models.compile_model(model, config, target_kind=data.target_kind, steps_per_epoch=data.steps_per_epoch)
+    callbacks = _callbacks(config, data, work, va_head=config.va_head, verbose=verbose)
+    started = time.perf_counter()
+    history = model.fit(
+        data.train,
+        epochs=config.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=1 if verbose == 1 else 0,
+    )
+    fit_seconds = time.perf_counter() - started
+    early = next(c for c in callbacks if type(c).__name__ == "EarlyStopping")
+    epochs_run = len(history.history.get("loss", []))
+    best_epoch = int(early.best_epoch) + 1 if early.best_weights is not None else epochs_run
+    if not (work / "model.keras").exists():  # ModelCheckpoint saved the best epoch; else save now
+        model.save(work / "model.keras")
+
+    _write_history(work / "history.csv", history.history)
+
+    # Evaluate every view with the restored best weights.
+    metrics: dict[str, Any] = {}
+    tables = []
+    reference: tuple[np.ndarray, np.ndarray] | None = None
+    for view_name, view in data.views.items():
+        predictions = evaluate.predict_view(model, view, va_head=config.va_head)
+        metrics[view_name] = evaluate.view_metrics(predictions, data.class_names)
+        metrics[view_name]["split"] = view.split
+        metrics[view_name]["description"] = view.description
+        tables.append(evaluate.predictions_table(predictions, view=view_name, split=view.split))
+        evaluate.plot_confusion(
+            metrics[view_name]["confusion_matrix"],
+            data.class_names,
+            work / f"confusion_{view_name}.png",
+            title=f"{name}: {view_name} ({view.split}), acc {metrics[view_name]['accuracy']:.3f}, "
+            f"bal-acc {metrics[view_name]['balanced_accuracy']:.3f}",
+        )
+        if reference is None:
+            reference = _sample_images(view, predictions)
+    evaluate.write_predictions(tables, work / "predictions.parquet")
+
+    images_seen = epochs_run * data.steps_per_epoch * config.batch_size
+    epoch_speeds = history.history.get("train_images_per_second", [])
+    metrics["training"] = {
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "monitor": {"view": data.monitor_view, "metric": "balanced_accuracy", "best": _best(history.history)},
+        "seconds": fit_seconds,
+        "images_seen": images_seen,
+        "images_per_second": images_seen / max(fit_seconds, 1e-9),
+        "images_per_second_by_epoch": epoch_speeds,
+    }
+    if config.export_tflite:
+        metrics["export"] = _export(work, model, data, config, reference, export_module)
+    metrics["run"] = name
+    metrics["dataset"] = config.dataset
+    metrics["policy"] = config.policy_object.name
+    metrics["vote_mode"] = config.resolved_vote_mode
+    metrics["class_names"] = list(data.class_names)
+    metrics["protocol"] = protocol_key(config)
+    source_info = source.describe() if hasattr(source, "describe") else {}
+    metrics["data_fingerprint"] = data_fingerprint(config, source_info)
+    write_json(work / "metrics.json", _finite(metrics))
+
+    resolved = config.to_dict()
+    resolved.update(
+        {
+            "name": name,
+            "class_names": list(data.class_names),
+            "num_classes": len(data.class_names),
+            "policy_mapping": list(config.policy_object.mapping),
+            "protocol": metrics["protocol"],
+            "data_fingerprint": metrics["data_fingerprint"],
+            "source": source_info,
+            "data": data.describe(),
+            "versions": _versions(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(),
+        }
+    )
+    write_json(work / "config.json", resolved)
+    return RunResult(name=name, path=work, metrics=metrics, config=resolved)
+
+
+def _best(history: dict[str, list[float]]) -> float | None:
+    values = history.get("val_balanced_accuracy") or []
+    return float(max(values)) if values else None
+
+
+def _sample_images(view: Any, predictions: dict[str, np.ndarray], limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    images = []
+    for row in view.dataset:
+        images.append(row["image"].numpy())
+        if sum(len(i) for i in images) >= limit:
+            break
+    stacked = np.concatenate(images)[:limit].astype(np.float32)
+    return stacked, predictions["probabilities"][: len(stacked)]
+
+
+def _export(
+    work: Path, model: Any, data: Any, config: TrainConfig, reference: Any, export_module: Any
+) -> dict[str, Any]:
+    paths = export_module.export_tflite(model, work, representative=data.representative)
+    out: dict[str, Any] = {}
+    for kind, path in paths.items():
+        latency = export_module.measure_latency(path, image_size=config.image_size)
+        entry = {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "latency_ms": latency["median_ms"],
+            "latency": latency,
+        }
+        if reference is not None:
+            entry["top1_agreement_with_keras"] = export_module.tflite_agreement(path, reference[0], reference[1])
+        out[kind] = entry
+    return out
+
+
+def _write_history(path: Path, history: dict[str, list[float]]) -> None:
+    keys = sorted(history)
+    rows = max((len(v) for v in history.values()), default=0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", *keys])
+        for epoch in range(rows):
+            writer.writerow([epoch + 1, *(_cell(history[k], epoch) for k in keys)])
+
+
+def _cell(values: list[Any], index: int) -> Any:
+    if index >= len(values):
+        return ""
+    value = values[index]
+    return float(value) if value is not None else ""
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    import curate
+
+    return {"curate": curate.__version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def _register(result: RunResult, config: TrainConfig, workspace: str | Path | None) -> None:
+    from curate.workspace import Workspace
+
+    summary = {
+        view: {k: v for k, v in result.metrics[view].items() if k not in ("per_class", "confusion_matrix")}
+        for view in ("balanced", "class_frequency", "test")
+        if view in result.metrics
+    }
+    summary["protocol"] = result.metrics.get("protocol")
+    summary["data_fingerprint"] = result.metrics.get("data_fingerprint")
+    Workspace(workspace).register_run(
+        result.name,
+        dataset=config.dataset,
+        policy=config.policy_object.name,
+        vote_mode=config.resolved_vote_mode,
+        path=result.path,
+        metrics=_finite(summary),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Several policies and the comparison table
+# --------------------------------------------------------------------------------------
+
+
+def train_policies(
+    config: TrainConfig,
+    policies: Sequence[str],
+    *,
+    source: Any = None,
+    runs_dir: str | Path | None = None,
+    workspace: str | Path | None = None,
+    register: bool = True,
+    overwrite: bool = False,
+    verbose: int = 1,
+    comparison_name: str | None = None,
+) -> tuple[list[RunResult], dict[str, Path]]:
+    """One run per policy (same everything else), then the comparison table.
+
+    Run names are ``<--name>-<policy>`` when a name is given, else the default per run.
+    All policies are validated before the first run starts. Returns the runs and the
+    paths of the comparison's Markdown and JSON files: ``<runs>/comparisons/<--name>.md``
+    (or ``compare-<dataset>-<model>-<size>px-s<seed>.md`` without a name) and ``.json``.
+    """
+    if not policies:
+        raise TrainError("--policies: give at least one policy")
+    configs = []
+    for policy in policies:
+        policy_object = _labels.get_policy(policy)
+        name = f"{config.name}-{policy_object.name}" if config.name else None
+        configs.append(config.replace(policy=policy, name=name))
+    names = [c.run_name() for c in configs]
+    if len(set(names)) != len(names):
+        raise TrainError(f"--policies: two policies give the same run name ({', '.join(names)})")
+    runs = resolve_runs_dir(runs_dir, workspace)
+    if not overwrite:
+        for run_name in names:
+            if (runs / run_name).exists():
+                raise TrainError(f"run folder {runs / run_name} exists; choose another --name or pass --overwrite")
+    results = []
+    for run_config in configs:
+        if verbose:
+            print(f"== {run_config.run_name()} ==", flush=True)
+        results.append(
+            train_run(
+                run_config,
+                source=source,
+                runs_dir=runs,
+                workspace=workspace,
+                register=register,
+                overwrite=overwrite,
+                verbose=verbose,
+            )
+        )
+    if not comparison_name:
+        if config.name:
+            comparison_name = config.name
+        else:  # the default run name without its policy part
+            first = config.replace(policy=policies[0], name=None)
+            comparison_name = "compare-" + first.run_name().replace(f"-{first.policy_object.name}", "", 1)
+    paths = write_comparison(compare_runs([r.path for r in results]), runs / "comparisons" / comparison_name)
+    return results, paths
+
+
+def load_run(
+    path_or_name: str | Path, *, runs_dir: str | Path | None = None, workspace: str | Path | None = None
+) -> dict[str, Any]:
+    """``config.json`` and ``metrics.json`` of a complete run folder (a path or a run name)."""
+    path = Path(path_or_name)
+    if not path.is_dir():
+        path = resolve_runs_dir(runs_dir, workspace) / str(path_or_name)
+    if not path.is_dir():
+        raise TrainError(f"no run folder {str(path_or_name)!r} (looked in {path.parent})")
+    if not (path / COMPLETE_MARKER).exists():
+        raise TrainError(f"run folder {path} is not complete (no {COMPLETE_MARKER} marker)")
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    return {"path": path, "config": config, "metrics": metrics}
+
+
+def compare_runs(
+    runs: Sequence[str | Path], *, runs_dir: str | Path | None = None, workspace: str | Path | None = None
+) -> dict[str, Any]:
+    """The comparison table of finished runs: one row per run (policy), columns per view.
+
+    Shaped like the seed table of ``datasets.md``: policy x {balanced, class-frequency}
+    accuracy, plus balanced accuracy and macro F1 of each view (and the test view's
+    accuracy for FERPlus / RAF-DB). Runs of different datasets are refused.
+    """
+    if not runs:
+        raise TrainError("compare: give at least one run")
+    loaded = [load_run(r, runs_dir=runs_dir, workspace=workspace) for r in runs]
+    datasets = sorted({run["config"]["dataset"] for run in loaded})
+    if len(datasets) > 1:
+        raise TrainError(f"compare: runs of different datasets ({', '.join(datasets)}) do not belong in one table")
+    rows = []
+    for run in loaded:
+        metrics, config = run["metrics"], run["config"]
+        row = {
+            "run": config["name"],
+            "policy": config.get("policy_name", config["policy"]),
+            "classes": config["num_classes"],
+            "vote_mode": config.get("vote_mode"),
+            "model": config["model"],
+            "image_size": config["image_size"],
+            "epochs": metrics.get("training", {}).get("epochs_run"),
+            "protocol": metrics.get("protocol"),
+        }
+        for view in ("balanced", "class_frequency", "test"):
+            if view in metrics:
+                for key in ("accuracy", "balanced_accuracy", "macro_f1", "count"):
+                    row[f"{view}_{key}"] = metrics[view].get(key)
+        rows.append(row)
+    return {"dataset": datasets[0], "rows": rows}
+
+
+def comparison_markdown(table: dict[str, Any]) -> str:
+    """The comparison as a Markdown table (accuracies in %)."""
+    rows = table["rows"]
+    has_test = any("test_accuracy" in r for r in rows)
+    header = [
+        "policy", "classes", "balanced acc", "class-freq acc", "balanced bal-acc",
+        "class-freq bal-acc", "balanced macro-F1", "class-freq macro-F1",
+    ]  # fmt: skip
+    if has_test:
+        header += ["test acc", "test bal-acc"]
+    header += ["protocol", "run"]
+
+    def pct(value: Any) -> str:
+        return "" if value is None else f"{100 * value:.1f}"
+
+    lines = [
+        f"Policy comparison on {table['dataset']} (accuracy in %; balanced = balanced view, "
+        "class-freq = hashed train hold-out at natural class frequencies)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|"
+        + "|".join("---" if i in (0, len(header) - 2, len(header) - 1) else "---:" for i in range(len(header)))
+        + "|",
+    ]
+    for r in rows:
+        cells = [
+            r["policy"] + (f" ({r['vote_mode']})" if r.get("vote_mode") else ""),
+            str(r["classes"]),
+            pct(r.get("balanced_accuracy")),
+            pct(r.get("class_frequency_accuracy")),
+            pct(r.get("balanced_balanced_accuracy")),
+            pct(r.get("class_frequency_balanced_accuracy")),
+            pct(r.get("balanced_macro_f1")),
+            pct(r.get("class_frequency_macro_f1")),
+        ]
+        if has_test:
+            cells += [pct(r.get("test_accuracy")), pct(r.get("test_balanced_accuracy"))]
+        cells += [r.get("protocol") or "-", r["run"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(table: dict[str, Any], stem: str | Path) -> dict[str, Path]:
+    """Write ``<stem>.md`` and ``<stem>.json``; return both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": stem.with_name(stem.name + ".md"), "json": stem.with_name(stem.name + ".json")}
+    for kind, path in paths.items():
+        tmp = path.with_name(path.name + ".tmp")
+        if kind == "markdown":
+            tmp.write_text(comparison_markdown(table), encoding="utf-8")
+        else:
+            write_json(tmp, _finite(table))
+        os.replace(tmp, path)
+    return paths

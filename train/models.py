@@ -1,0 +1,197 @@
+"""Compact Keras classifiers: a MobileNet backbone, a softmax head and an optional V/A head.
+
+The model takes float32 images in [0, 255] (``image_size`` square, RGB) and scales them
+itself, so exports carry the preprocessing. Outputs are logits named ``label`` and, with
+the valence/arousal head, a dict ``{"label": logits, "va": (valence, arousal) in [-1, 1]}``.
+
+Weights (``--weights``):
+
+* ``none`` -- random initialisation (no network access is assumed);
+* a Keras-applications ImageNet file for the backbone without top (``.h5`` such as
+  ``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5`` or
+  ``weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5``, or a ``.weights.h5`` saved
+  from a backbone of the same architecture and ``alpha``);
+* a previous run's ``model.keras``: its backbone (and its head when the classes match).
+
+A file that does not fit raises :class:`train.config.WeightsError` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from train.config import MODELS, TrainConfig, TrainError, WeightsError
+
+BACKBONE_NAME = "backbone"
+#: BatchNormalization momentum of the backbone (see :func:`set_batchnorm_momentum`).
+BATCHNORM_MOMENTUM = 0.9
+
+
+def _applications_constructor(model: str) -> Any:
+    import keras
+
+    return {
+        "mobilenet_v2": keras.applications.MobileNetV2,
+        "mobilenet_v3_small": keras.applications.MobileNetV3Small,
+        "mobilenet_v3_large": keras.applications.MobileNetV3Large,
+    }[model]
+
+
+def build_backbone(model: str, *, alpha: float, image_size: int) -> Any:
+    """A randomly initialised MobileNet without top, global-average pooled, named ``backbone``.
+
+    MobileNetV2 expects inputs in [-1, 1] (the caller rescales); MobileNetV3 rescales
+    [0, 255] itself (``include_preprocessing=True``).
+    """
+    if model not in MODELS:
+        raise TrainError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    kwargs: dict[str, Any] = {
+        "input_shape": (image_size, image_size, 3),
+        "alpha": alpha,
+        "include_top": False,
+        "weights": None,
+        "pooling": "avg",
+        "name": BACKBONE_NAME,
+    }
+    if model != "mobilenet_v2":
+        kwargs["include_preprocessing"] = True
+    try:
+        backbone = _applications_constructor(model)(**kwargs)
+    except ValueError as error:
+        raise TrainError(f"cannot build {model} (alpha {alpha}, {image_size} px): {error}") from None
+    set_batchnorm_momentum(backbone, BATCHNORM_MOMENTUM)
+    return backbone
+
+
+def set_batchnorm_momentum(model: Any, momentum: float) -> None:
+    """Set the moving-average momentum of every BatchNormalization layer in ``model``.
+
+    Keras' MobileNetV3 uses 0.999, which needs thousands of steps before the inference-mode
+    statistics fit the data: short runs then predict one class for everything. 0.9 lets
+    the statistics follow within an epoch or two.
+    """
+    import keras
+
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
+def build_model(config: TrainConfig, num_classes: int) -> Any:
+    """The functional classifier of a run, with ``config.weights`` loaded."""
+    import keras
+
+    backbone = build_backbone(config.model, alpha=config.alpha, image_size=config.image_size)
+    inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
+    x = inputs
+    if config.model == "mobilenet_v2":
+        x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)
+    features = backbone(x)
+    if config.dropout > 0:
+        features = keras.layers.Dropout(config.dropout, name="dropout")(features)
+    logits = keras.layers.Dense(num_classes, name="label")(features)
+    outputs: Any = logits
+    if config.va_head:
+        va = keras.layers.Dense(2, activation="tanh", name="va")(features)
+        outputs = {"label": logits, "va": va}
+    model = keras.Model(inputs, outputs, name=f"{config.model}_{num_classes}cls")
+    if config.weights and config.weights != "none":
+        load_weights(model, config.weights)
+    return model
+
+
+def load_weights(model: Any, path: str | Path) -> None:
+    """Load ``path`` into ``model``'s backbone (or whole model); :class:`WeightsError` if it does not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist")
+    backbone = model.get_layer(BACKBONE_NAME)
+    if path.suffix == ".keras":
+        _load_from_run_model(model, backbone, path)
+        return
+    if path.suffix not in (".h5", ".hdf5"):
+        raise WeightsError(f"weights file {str(path)!r}: expected .h5, .weights.h5 or .keras")
+    import warnings
+
+    problem = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            backbone.load_weights(str(path))
+        except Exception as error:  # Keras raises ValueError / KeyError / OSError variants
+            problem = _first_line(error)
+    partial = [
+        str(w.message) for w in caught if "freshly-initialized" in str(w.message) or "Skipping" in str(w.message)
+    ]
+    if problem is None and partial:  # a silent partial load is as wrong as a failed one
+        problem = partial[0].splitlines()[0]
+    if problem is not None:
+        raise WeightsError(
+            f"weights file {str(path)!r} does not fit the {backbone.count_params():,}-parameter backbone "
+            f"of this model (architecture, alpha or input channels differ): {problem}"
+        )
+
+
+def _load_from_run_model(model: Any, backbone: Any, path: Path) -> None:
+    import keras
+
+    try:
+        previous = keras.models.load_model(str(path), compile=False)
+    except Exception as error:
+        raise WeightsError(f"cannot read model file {str(path)!r}: {_first_line(error)}") from None
+    try:
+        old_backbone = previous.get_layer(BACKBONE_NAME)
+    except ValueError:
+        raise WeightsError(f"{str(path)!r} is not a model of this trainer (no {BACKBONE_NAME!r} layer)") from None
+    new_shapes = [tuple(w.shape) for w in backbone.weights]
+    old_shapes = [tuple(w.shape) for w in old_backbone.weights]
+    if new_shapes != old_shapes:
+        raise WeightsError(
+            f"weights of {str(path)!r} do not fit: its backbone has {old_backbone.count_params():,} parameters, "
+            f"this one {backbone.count_params():,} (model, alpha or image size differ)"
+        )
+    backbone.set_weights(old_backbone.get_weights())
+    # Heads too, where their shapes match (same policy and head layout).
+    for name in ("label", "va"):
+        try:
+            new_layer, old_layer = model.get_layer(name), previous.get_layer(name)
+        except ValueError:
+            continue
+        if [w.shape for w in new_layer.weights] == [w.shape for w in old_layer.weights]:
+            new_layer.set_weights(old_layer.get_weights())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def compile_model(model: Any, config: TrainConfig, *, target_kind: str, steps_per_epoch: int) -> None:
+    """Adam with cosine decay; cross-entropy on logits (sparse for hard targets); masked MSE
+    for V/A (the pipeline's sample weight ``va_mask`` zeroes rows without V/A)."""
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.05
+    )
+    optimizer = keras.optimizers.Adam(schedule)
+    if target_kind == "soft":
+        label_loss: Any = keras.losses.CategoricalCrossentropy(from_logits=True)
+        accuracy: Any = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        label_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    if config.va_head:
+        model.compile(
+            optimizer=optimizer,
+            loss={"label": label_loss, "va": keras.losses.MeanSquaredError()},
+            loss_weights={"label": 1.0, "va": config.va_loss_weight},
+            metrics={"label": [accuracy]},
+            jit_compile=False,
+        )
+    else:
+        model.compile(optimizer=optimizer, loss=label_loss, metrics=[accuracy], jit_compile=False)
+    # Create the optimizer's slots eagerly: created while tracing the first train step, the
+    # ~300 Adam variables cost 10-20 s on a small CPU; here they cost a fraction of a second.
+    model.optimizer.build(model.trainable_variables)
