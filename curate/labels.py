@@ -499,9 +499,10 @@ def _ferplus_distribution(votes: Any, rule: str, xp: Any) -> Any:
     ``tensorflow.experimental.numpy``: nothing is assigned in place, so both run it.
     """
     raw = xp.asarray(votes, dtype=xp.float64)
-    n_rows = raw.shape[0]
     column = xp.arange(_NUM_VOTE_COLUMNS)[None, :]
-    unknown = _one_hot(xp.full((n_rows,), _UNKNOWN_COLUMN), xp)
+    # Shapes come from `raw` itself, so a batch of unknown size (tf.data) works too.
+    row_zeros = xp.zeros_like(raw[:, 0])
+    unknown = _one_hot(xp.asarray(row_zeros, dtype=xp.int64) + _UNKNOWN_COLUMN, xp)
     if rule == "argmax":
         return _one_hot(xp.argmax(raw, axis=1), xp)
 
@@ -524,9 +525,9 @@ def _ferplus_distribution(votes: Any, rule: str, xp: Any) -> Any:
     # Rounds of the authors' loop: each round takes every column equal to the current
     # maximum, left to right, stopping at the first unknown/NF column among them.
     emotion = xp.zeros_like(raw)
-    taken_sum = xp.zeros((n_rows,), dtype=xp.float64)
-    count = xp.zeros((n_rows,), dtype=xp.int64)
-    valid = xp.ones((n_rows,), dtype=bool)
+    taken_sum = row_zeros
+    count = xp.asarray(row_zeros, dtype=xp.int64)
+    valid = row_zeros == 0
     for _ in range(_NUM_VOTE_COLUMNS):
         active = (taken_sum < 0.75 * total) & (count < 3) & valid
         top = xp.max(raw, axis=1)

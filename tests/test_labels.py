@@ -363,3 +363,14 @@ def test_vote_modes_over_the_real_ferplus_file():
             winner = int(np.argmax(oracle))
             assert targets.label[index] == labels.FERPLUS_VOTE_TO_CANONICAL[winner], (mode, index)
             assert bool(targets.keep[index]) == (winner < 8)
+
+
+def test_vote_modes_tensorflow_form_in_a_graph_with_unknown_batch_size():
+    import tensorflow as tf
+
+    votes = np.array(list(HAND_ROWS.values()))
+    dataset = tf.data.Dataset.from_tensor_slices(votes).batch(4)  # batch dimension is None
+    for mode in ("majority", "probability", "multi-target"):
+        expected = labels.ferplus_vote_targets(votes, mode)
+        mapped = dataset.map(lambda batch, m=mode: labels.ferplus_vote_targets_tf(batch, m)[0])
+        assert np.concatenate(list(mapped.as_numpy_iterator())).tolist() == expected.label.tolist(), mode
