@@ -69,6 +69,9 @@ def synth_affectnet(
     label_noise: LabelNoise = 0.0,
     annotations_only: AnnotationsOnly = False,
     workers: Workers = None,
+    validation_scale: Annotated[
+        float | None, typer.Option(help="Fraction of the real validation size (default: --scale).")
+    ] = None,
 ) -> None:
     """Fake AffectNet (original or cropped layout) with the release's quirks."""
     from curate.synth.affectnet import generate_affectnet
@@ -82,6 +85,7 @@ def synth_affectnet(
             label_noise=label_noise,
             annotations_only=annotations_only,
             workers=workers,
+            validation_scale=validation_scale,
         )
     except ValueError as error:
         fail(str(error))

@@ -66,6 +66,7 @@ def generate_affectnet(
     label_noise: float = 0.0,
     annotations_only: bool = False,
     workers: int | None = None,
+    validation_scale: float | None = None,
 ) -> common.SynthReport:
     """Write a fake AffectNet manual dir at ``out``.
 
@@ -87,6 +88,9 @@ def generate_affectnet(
         Write the annotation files only (no images).
     workers : int, optional
         Processes drawing images (default ``os.cpu_count()``).
+    validation_scale : float, optional
+        Fraction of the real validation size (default: ``scale``); a demo raises it so the
+        balanced view has enough images per class.
 
     Returns
     -------
@@ -98,15 +102,17 @@ def generate_affectnet(
     out = _prepare_out(out)
     scale = (1.0 if annotations_only else DEFAULT_SCALE) if scale is None else float(scale)
     workers = common.default_workers(workers)
+    validation_scale = scale if validation_scale is None else float(validation_scale)
     if layout == "original":
-        content = _generate_original(out, scale, seed, label_noise, annotations_only, workers)
+        content = _generate_original(out, (scale, validation_scale), seed, label_noise, annotations_only, workers)
     else:
-        content = _generate_cropped(out, scale, seed, label_noise, annotations_only, workers)
+        content = _generate_cropped(out, (scale, validation_scale), seed, label_noise, annotations_only, workers)
     content.update(
         dataset=DATASET,
         layout=layout,
         seed=seed,
         scale=scale,
+        validation_scale=validation_scale,
         label_noise=label_noise,
         annotations_only=annotations_only,
         generator_version=common.GENERATOR_VERSION,
@@ -160,9 +166,9 @@ def _hex_names(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.frombuffer(text, dtype="S56").astype(str) if n else np.zeros(0, dtype=str)
 
 
-def _original_table(rng: np.random.Generator, scale: float) -> dict[str, Any]:
-    train_true = common.shuffled_labels(rng, common.scale_counts(TRAIN_COUNTS, scale))
-    per_class = max(1, round(VALIDATION_PER_CLASS * scale))
+def _original_table(rng: np.random.Generator, scales: tuple[float, float]) -> dict[str, Any]:
+    train_true = common.shuffled_labels(rng, common.scale_counts(TRAIN_COUNTS, scales[0]))
+    per_class = max(1, round(VALIDATION_PER_CLASS * scales[1]))
     validation_true = common.shuffled_labels(rng, [per_class] * len(TRAIN_COUNTS))
     true = np.concatenate([train_true, validation_true])
     n = len(true)
@@ -342,7 +348,7 @@ def _integer_boxes(boxes: np.ndarray) -> np.ndarray:
 
 
 def _generate_original(
-    out: Path, scale: float, seed: int, label_noise: float, annotations_only: bool, workers: int
+    out: Path, scale: tuple[float, float], seed: int, label_noise: float, annotations_only: bool, workers: int
 ) -> dict[str, Any]:
     rng = np.random.default_rng([seed, _STREAM_TABLE])
     table = _original_table(rng, scale)
@@ -471,12 +477,12 @@ def _draw_cropped_chunk(task: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _generate_cropped(
-    out: Path, scale: float, seed: int, label_noise: float, annotations_only: bool, workers: int
+    out: Path, scale: tuple[float, float], seed: int, label_noise: float, annotations_only: bool, workers: int
 ) -> dict[str, Any]:
     rng = np.random.default_rng([seed, _STREAM_TABLE])
     parts = {
-        "train": common.shuffled_labels(rng, common.scale_counts(CROPPED_TRAIN_COUNTS, scale)),
-        "validation": common.shuffled_labels(rng, common.scale_counts(CROPPED_VALIDATION_COUNTS, scale)),
+        "train": common.shuffled_labels(rng, common.scale_counts(CROPPED_TRAIN_COUNTS, scale[0])),
+        "validation": common.shuffled_labels(rng, common.scale_counts(CROPPED_VALIDATION_COUNTS, scale[1])),
     }
     numbers = {split: _gapped_ids(rng, len(values)) for split, values in parts.items()}
     true = np.concatenate(list(parts.values()))
