@@ -65,3 +65,26 @@ def test_cli_lists_and_shows_protocols():
     assert result.exit_code == 0 and '"test_split": "test"' in result.output
     result = runner.invoke(app, ["protocols", "nope"])
     assert result.exit_code == 1 and "known protocols" in result.output
+
+
+def test_train_protocol_option_fixes_dataset_and_policy(monkeypatch):
+    import train.config
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(train.config, "TrainConfig", capture)
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--protocol", "ferplus-8-probability"])
+    assert isinstance(result.exception, Stop), result.output
+    assert (seen["dataset"], seen["policy"], seen["vote_mode"]) == ("ferplus", "drop-8-plus", "probability")
+    result = runner.invoke(app, ["train", "--protocol", "affectnet-8", "--policy", "drop-7-plus"])
+    assert result.exit_code == 1 and "contradicts protocol affectnet-8@1" in result.output
+    result = runner.invoke(app, ["train", "--protocol", "affectnet-va"])
+    assert result.exit_code == 1 and "valence-arousal" in result.output

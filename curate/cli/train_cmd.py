@@ -1,0 +1,295 @@
+"""`curate train ...` (also `python -m train ...`): train, evaluate and export baselines.
+
+``curate train --dataset affectnet --policy merge-to-neutral`` trains one run;
+``--policies a,b,c`` trains one run per policy and writes a comparison table;
+``curate train compare RUN...`` rebuilds that table from finished run folders.
+A thin layer over :mod:`train`; TensorFlow is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from curate.cli.app import app, console, fail
+
+train_app = typer.Typer(
+    help="Train a MobileNet baseline on a built TFDS dataset under a label policy; compare policies.",
+    no_args_is_help=True,
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(train_app, name="train")
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="CURATE_WORKSPACE",
+        help="Workspace whose runs/ holds the run folders and whose database registers them "
+        "(default ./curate-workspace, or $CURATE_WORKSPACE).",
+        show_default=False,
+    ),
+]
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Folder for the run folders instead of <workspace>/runs (then runs are registered only if --workspace is given).",
+    ),
+]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return (ValueError, OSError)
+
+
+def _split_policies(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+@train_app.callback()
+def train_command(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="affectnet, ferplus or rafdb (a built TFDS dataset).")
+    ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            help="A protocol card (`curate protocols`): sets the dataset, policy and vote mode it fixes; "
+            "an explicit option that contradicts it is an error.",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="TFDS data dir holding the built dataset (default: TFDS's).")
+    ] = None,
+    tfds_config: Annotated[
+        str | None, typer.Option("--tfds-config", help="Builder config, e.g. crop224 or original (AffectNet).")
+    ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="Label policy name or TOML file (default: drop-8-plus; drop-7-plus for rafdb).",
+        ),
+    ] = None,
+    policies: Annotated[
+        str | None,
+        typer.Option("--policies", help="Comma-separated policies: one run each, then a comparison table."),
+    ] = None,
+    vote_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--vote-mode",
+            help="FERPlus vote mode: majority (default), probability, crossentropy, multi-target, argmax. "
+            "probability/crossentropy/multi-target train on soft targets.",
+        ),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option("--model", "-m", help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large."),
+    ] = "mobilenet_v3_small",
+    alpha: Annotated[float, typer.Option("--alpha", help="MobileNet width multiplier.")] = 1.0,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="Square input side in pixels (96; 224 available).")
+    ] = 96,
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping may end sooner).")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 64,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", help="Initial Adam rate (cosine decay).")] = 1e-3,
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            help="none, a local ImageNet .h5/.weights.h5 for the backbone, or a previous run's model.keras.",
+        ),
+    ] = "none",
+    class_weight: Annotated[
+        str, typer.Option("--class-weight", help="none, inverse, sqrt or effective (as `curate balance`).")
+    ] = "none",
+    sampler: Annotated[
+        str, typer.Option("--sampler", help="natural, or balanced (rejection sampling to equal classes).")
+    ] = "natural",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of everything random in the run.")] = 0,
+    va_head: Annotated[
+        bool, typer.Option("--va-head", help="AffectNet: add a valence/arousal regression head (masked MSE).")
+    ] = False,
+    va_loss_weight: Annotated[float, typer.Option("--va-loss-weight", help="Weight of the V/A loss.")] = 0.5,
+    patience: Annotated[int, typer.Option("--patience", help="Early-stopping patience in epochs.")] = 5,
+    monitor: Annotated[
+        str,
+        typer.Option(
+            "--monitor",
+            help="View whose balanced accuracy selects the best epoch: auto (protocol: train hold-out; "
+            "FERPlus validation), balanced or class_frequency.",
+        ),
+    ] = "auto",
+    holdout_fraction: Annotated[
+        float, typer.Option("--holdout-fraction", help="Share of train held out by hashed id (class-frequency view).")
+    ] = 0.05,
+    holdout_seed: Annotated[
+        int, typer.Option("--holdout-seed", help="Seed of the hashed hold-out (keep equal to the studies').")
+    ] = 0,
+    max_train_examples: Annotated[
+        int, typer.Option("--max-train-examples", help="Cap on training rows (0 = all), for quick runs.")
+    ] = 0,
+    max_eval_examples: Annotated[
+        int, typer.Option("--max-eval-examples", help="Cap on rows per evaluation view (0 = all).")
+    ] = 0,
+    cache: Annotated[
+        str, typer.Option("--cache", help="auto, memory, file or none (decoded images, sizes <= 128 px).")
+    ] = "auto",
+    export: Annotated[
+        bool, typer.Option("--export/--no-export", help="Write TFLite float and int8 models with latency.")
+    ] = True,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, affine and colour jitter.")] = True,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Run name (default dataset-policy-model-size-seed).")
+    ] = None,
+    out: OutOption = None,
+    workspace: WorkspaceOption = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Record the run in the workspace database.")
+    ] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace run folders of the same name.")] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Keras progress bars (a summary line per epoch always).")
+    ] = True,
+) -> None:
+    """Train one run (or one per policy with --policies), evaluate it on the balanced and
+    class-frequency views, export TFLite and register it in the workspace."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if protocol is not None:
+        from curate import protocols as protocol_cards
+
+        try:
+            card = protocol_cards.get_protocol(protocol)
+        except protocol_cards.ProtocolError as error:
+            fail(str(error))
+        if card.task != "classification":
+            fail(f"protocol {card.key} is a {card.task} protocol; train it with --va-head on {card.dataset}")
+        for option, given, fixed in (
+            ("--dataset", dataset, card.dataset),
+            ("--policy", policy, card.policy),
+            ("--vote-mode", vote_mode, card.vote_mode),
+        ):
+            if given is not None and given != fixed:
+                fail(f"{option} {given} contradicts protocol {card.key}, which fixes {fixed}")
+        if policies:
+            fail(f"--policies cannot be combined with --protocol ({card.key} fixes the policy {card.policy})")
+        dataset, policy, vote_mode = card.dataset, card.policy, card.vote_mode
+    if dataset is None:
+        fail("--dataset is required (affectnet, ferplus or rafdb)")
+    if policy and policies:
+        fail("give either --policy or --policies, not both")
+    try:
+        from train import loop
+        from train.config import TrainConfig
+
+        config = TrainConfig(
+            dataset=dataset,
+            policy=policy or (_split_policies(policies) or [None])[0],
+            vote_mode=vote_mode,
+            model=model,
+            alpha=alpha,
+            image_size=image_size,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            weights=weights,
+            class_weight=class_weight,
+            sampler=sampler,
+            seed=seed,
+            va_head=va_head,
+            va_loss_weight=va_loss_weight,
+            patience=patience,
+            monitor=monitor,
+            holdout_fraction=holdout_fraction,
+            holdout_seed=holdout_seed,
+            max_train_examples=max_train_examples,
+            max_eval_examples=max_eval_examples,
+            cache=cache,
+            export_tflite=export,
+            augment=augment,
+            config=tfds_config,
+            data_dir=str(data_dir) if data_dir else None,
+            runs_dir=str(out) if out else None,
+            name=name,
+        )
+        do_register = register and (out is None or workspace is not None)
+        common: dict[str, Any] = {
+            "runs_dir": out,
+            "workspace": workspace,
+            "register": do_register,
+            "overwrite": overwrite,
+            "verbose": 1 if progress else 2,
+        }
+        if policies:
+            results, paths = loop.train_policies(config, _split_policies(policies), **common)
+            typer.echo(paths["markdown"].read_text(encoding="utf-8"))
+            typer.echo(f"comparison: {paths['markdown']} and {paths['json']}")
+        else:
+            results = [loop.train_run(config, **common)]
+    except _user_errors() as error:
+        fail(str(error))
+    for result in results:
+        _print_result(result, registered=do_register)
+
+
+def _print_result(result: Any, *, registered: bool) -> None:
+    metrics = result.metrics
+    parts = []
+    for view in ("balanced", "class_frequency", "test"):
+        if view in metrics:
+            m = metrics[view]
+            parts.append(
+                f"{view}: acc {100 * m['accuracy']:.1f}% bal-acc {100 * m['balanced_accuracy']:.1f}% "
+                f"macro-F1 {100 * m['macro_f1']:.1f}%"
+            )
+    console.print(f"[bold]{result.name}[/]: " + "; ".join(parts), highlight=False, soft_wrap=True)
+    export = metrics.get("export") or {}
+    if export:
+        console.print(
+            "TFLite: "
+            + ", ".join(
+                f"{kind} {entry['bytes'] / 1e6:.2f} MB {entry['latency_ms']:.2f} ms/img"
+                for kind, entry in export.items()
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"run folder: {result.path}" + (" (registered)" if registered else ""), highlight=False, soft_wrap=True
+    )
+
+
+@train_app.command("compare")
+def compare_command(
+    runs: Annotated[list[str], typer.Argument(help="Run folders or run names (looked up in <workspace>/runs).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the table to OUT.md and OUT.json as well.")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Rebuild the policy comparison table (Markdown + JSON) from finished runs."""
+    try:
+        from train import loop
+
+        table = loop.compare_runs(runs, runs_dir=runs_dir, workspace=workspace)
+        typer.echo(loop.comparison_markdown(table))
+        if out is not None:
+            paths = loop.write_comparison(table, out)
+            typer.echo(f"written: {paths['markdown']} and {paths['json']}")
+    except _user_errors() as error:
+        fail(str(error))
