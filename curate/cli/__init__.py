@@ -10,7 +10,15 @@ exit code 1 through :func:`fail`, never a traceback.
 from __future__ import annotations
 
 # Command modules register their commands on `app` at import time.
-from curate.cli import policies, protocols_cmd  # noqa: E402,F401
+from curate.cli import (  # noqa: E402,F401
+    demo_cmd,  # noqa: E402,F401
+    policies,
+    protocols_cmd,
+    review_cmds,  # noqa: E402,F401
+    synth,  # noqa: E402,F401
+    train_cmd,  # noqa: E402,F401
+    workspace_cmds,
+)
 from curate.cli.app import app, console, fail  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -1,0 +1,197 @@
+"""Saved views of a review dataset, and the plain-text report built on them.
+
+Scope
+-----
+:func:`create_views` (re)creates these saved views on every load; the App lists them under
+*saved views*, and ``?view=<name>`` opens one directly:
+
+========================  =================================================================
+``misclassified``         prediction of the active run differs from its policy ground truth
+``confident-mistakes``    ... with confidence >= ``confident_threshold`` (most confident first)
+``likely-label-errors``   cleanlab's flagged rows, lowest label quality first (top-k)
+``merged-by-policy``      rows whose label some shipped policy changes (e.g. Contempt -> Neutral)
+``annotator-disagreement`` FER+ rows with vote entropy >= ``entropy_threshold`` bits
+``no-va``                 AffectNet rows without valence/arousal
+========================  =================================================================
+
+The run views use the *active* run (the last one loaded; ``dataset.info["curate"]``).
+:func:`report` gathers view sizes, per-run accuracy and the worst confusions for
+``curate review report``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any
+
+from curate.review.load import INFO_KEY, RunFields
+
+#: Default confidence above which a wrong prediction counts as a confident mistake.
+CONFIDENT_THRESHOLD = 0.8
+#: Default FER+ vote entropy (bits) from which annotators count as disagreeing (a 5/5 split is 1 bit).
+ENTROPY_THRESHOLD = 1.0
+
+VIEW_DESCRIPTIONS = {
+    "misclassified": "Prediction of run {run} differs from {gt}",
+    "confident-mistakes": "Run {run} wrong with confidence >= {confident:g}, most confident first",
+    "likely-label-errors": "Confident learning (cleanlab) on run {run}: flagged rows, lowest label quality first (top {k})",
+    "merged-by-policy": "Rows whose label a shipped policy changes (merged into another class)",
+    "annotator-disagreement": "FER+ rows whose votes have entropy >= {entropy:g} bits, most disputed first",
+    "no-va": "AffectNet rows without valence/arousal annotations",
+}
+VIEW_NAMES: tuple[str, ...] = tuple(VIEW_DESCRIPTIONS)
+
+
+def build_views(
+    ds: Any,
+    *,
+    confident_threshold: float = CONFIDENT_THRESHOLD,
+    entropy_threshold: float = ENTROPY_THRESHOLD,
+    top_k: int | None = None,
+) -> dict[str, tuple[Any, str]]:
+    """The views that apply to ``ds`` (name -> (view, description)), without saving them."""
+    from fiftyone import ViewField as F
+
+    info = ds.info.get(INFO_KEY) or {}
+    out: dict[str, tuple[Any, str]] = {}
+    fmt = {"confident": confident_threshold, "entropy": entropy_threshold}
+    active = info.get("active_run")
+    record = info.get("runs", {}).get(active) if active else None
+    if record is not None:
+        fields = RunFields(active)
+        eval_key, gt = record["eval_key"], record["gt_field"]
+        fmt |= {"run": record["name"], "gt": gt}
+        if ds.has_sample_field(eval_key):
+            wrong = ds.match(F(eval_key) == False)  # noqa: E712 - a MongoDB expression, not a Python test
+            out["misclassified"] = (wrong, VIEW_DESCRIPTIONS["misclassified"].format(**fmt))
+            confident = wrong.match(F(f"{fields.pred}.confidence") >= confident_threshold).sort_by(
+                f"{fields.pred}.confidence", reverse=True
+            )
+            out["confident-mistakes"] = (confident, VIEW_DESCRIPTIONS["confident-mistakes"].format(**fmt))
+        if ds.has_sample_field(fields.label_quality):
+            k = top_k or record.get("top_k")
+            if k:
+                errors = ds.exists(fields.label_quality).sort_by(fields.label_quality).limit(int(k))
+            else:
+                errors = ds.match(F(fields.label_issue) == True).sort_by(fields.label_quality)  # noqa: E712
+                k = len(errors)
+            out["likely-label-errors"] = (errors, VIEW_DESCRIPTIONS["likely-label-errors"].format(**fmt, k=k))
+    out["merged-by-policy"] = (ds.match(F("policy_merged").length() > 0), VIEW_DESCRIPTIONS["merged-by-policy"])
+    if ds.has_sample_field("vote_entropy"):
+        disputed = ds.match(F("vote_entropy") >= entropy_threshold).sort_by("vote_entropy", reverse=True)
+        out["annotator-disagreement"] = (disputed, VIEW_DESCRIPTIONS["annotator-disagreement"].format(**fmt))
+    if ds.has_sample_field("va_annotated"):
+        out["no-va"] = (ds.match(F("va_annotated") == False), VIEW_DESCRIPTIONS["no-va"])  # noqa: E712
+    return out
+
+
+def create_views(ds: Any, **options: Any) -> dict[str, int]:
+    """(Re)create the saved views that apply to ``ds``; returns name -> size.
+
+    Saved views of :data:`VIEW_NAMES` that no longer apply are deleted; other saved views
+    (the user's own) are left alone.
+    """
+    wanted = build_views(ds, **options)
+    for name in ds.list_saved_views():
+        if name in VIEW_NAMES and name not in wanted:
+            ds.delete_saved_view(name)
+    sizes = {}
+    for name, (view, description) in wanted.items():
+        ds.save_view(name, view, description=description, overwrite=True)
+        sizes[name] = len(view)
+    return sizes
+
+
+def view_sizes(ds: Any) -> dict[str, int]:
+    """Size of every saved view of ``ds``."""
+    return {name: len(ds.load_saved_view(name)) for name in ds.list_saved_views()}
+
+
+@dataclasses.dataclass
+class RunReport:
+    key: str
+    name: str
+    policy: str
+    gt_field: str
+    eval_key: str
+    evaluated: int
+    accuracy: float | None
+    label_issues: int
+    confusions: list[tuple[str, str, int]]
+
+
+@dataclasses.dataclass
+class ReviewReport:
+    """What ``curate review report`` prints."""
+
+    name: str
+    dataset: str
+    source: str
+    samples: int
+    splits: dict[str, int]
+    views: dict[str, tuple[int, str]]
+    runs: list[RunReport]
+    tags: dict[str, int]
+    active_run: str | None
+
+
+def worst_confusions(
+    ds: Any, pred_field: str, gt_field: str, eval_key: str, *, limit: int = 10
+) -> list[tuple[str, str, int]]:
+    """The most frequent (ground truth, prediction) pairs among wrong predictions."""
+    from fiftyone import ViewField as F
+
+    wrong = ds.match(F(eval_key) == False)  # noqa: E712
+    if not len(wrong):
+        return []
+    truth, predicted = wrong.values([f"{gt_field}.label", f"{pred_field}.label"])
+    counts = collections.Counter(zip(truth, predicted, strict=True))
+    return [(t, p, n) for (t, p), n in counts.most_common(limit)]
+
+
+def report(ds: Any, *, limit: int = 10) -> ReviewReport:
+    """Sizes of the saved views, accuracy and worst confusions of each loaded run."""
+    from fiftyone import ViewField as F
+
+    info = ds.info.get(INFO_KEY) or {}
+    runs = []
+    for key, record in info.get("runs", {}).items():
+        fields = RunFields(key)
+        eval_key = record["eval_key"]
+        evaluated = len(ds.exists(eval_key)) if ds.has_sample_field(eval_key) else 0
+        correct = ds.count_values(eval_key).get(True, 0) if evaluated else 0
+        issues = len(ds.match(F(fields.label_issue) == True)) if ds.has_sample_field(fields.label_issue) else 0  # noqa: E712
+        runs.append(
+            RunReport(
+                key=key,
+                name=record["name"],
+                policy=record["policy"] + (f" ({record['vote_mode']})" if record.get("vote_mode") else ""),
+                gt_field=record["gt_field"],
+                eval_key=eval_key,
+                evaluated=evaluated,
+                accuracy=correct / evaluated if evaluated else None,
+                label_issues=issues,
+                confusions=worst_confusions(ds, fields.pred, record["gt_field"], eval_key, limit=limit)
+                if evaluated
+                else [],
+            )
+        )
+    views = {}
+    for name in ds.list_saved_views():
+        description = ds.get_saved_view_info(name).get("description") or ""
+        views[name] = (len(ds.load_saved_view(name)), description)
+    tag_counts = ds.count_sample_tags()
+    return ReviewReport(
+        name=ds.name,
+        dataset=info.get("dataset", "?"),
+        source=info.get("source", {}).get("key", "?"),
+        samples=len(ds),
+        splits=dict(sorted(ds.count_values("split").items(), key=lambda kv: str(kv[0])))
+        if ds.has_sample_field("split")
+        else {},
+        views=views,
+        runs=runs,
+        tags=dict(sorted(tag_counts.items())),
+        active_run=info.get("active_run"),
+    )
