@@ -297,3 +297,34 @@ def summarize(corrections: Any) -> Mapping[str, int]:
             key = f"relabel:{name}"
             counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def apply_to_parsed(parsed: Any, corrections_df: Any) -> tuple[Any, int, int]:
+    """Apply corrections to a reader's ``ParsedTables`` without losing a row.
+
+    Relabelled rows keep their raw label and get the corrected canonical ``label``; excluded
+    rows move to the rejects with the reason ``excluded by review correction``, so
+    ``rows_in == annotations + rejects`` still holds. Returns ``(parsed, relabelled,
+    excluded)``.
+    """
+    import dataclasses
+
+    import polars as pl
+
+    from curate.formats.schema import REJECT_SCHEMA
+
+    annotations = parsed.annotations
+    corrected, n_changed = apply_corrections(annotations, corrections_df)
+    excluded = annotations.join(corrected.select("id"), on="id", how="anti")
+    moved = excluded.select(
+        pl.col("dataset").cast(pl.String),
+        pl.col("split").cast(pl.String),
+        pl.col("source_file").cast(pl.String),
+        pl.col("source_row").cast(pl.Int64),
+        pl.col("id").cast(pl.String),
+        pl.lit("excluded by review correction").alias("reason"),
+        pl.lit("tag 'exclude' in the review app").alias("detail"),
+    ).cast(REJECT_SCHEMA)
+    rejects = pl.concat([parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA), moved], how="vertical")
+    updated = dataclasses.replace(parsed, annotations=corrected, rejects=rejects)
+    return updated, n_changed - excluded.height, excluded.height

@@ -146,7 +146,7 @@ def plan(settings: DemoSettings) -> list[Step]:
         Step("train affectnet baselines", [*curate, "train", "--dataset", "affectnet", "--data-dir", str(tfds_dir),
                                            "--policies", ",".join(DEMO_POLICIES), "--epochs", str(settings.epochs),
                                            "--image-size", str(settings.image_size),
-                                           "--batch-size", str(settings.batch_size), "--sampler", settings.sampler,
+                                           "--batch-size", str(settings.batch_size), "--sampler", settings.sampler, "--no-progress",
                                            *seed, "--name", "demo", "--overwrite"],
              [runs / f"demo-{policy}" / "COMPLETE" for policy in DEMO_POLICIES],
              after=["tfds build affectnet", "ingest affectnet"]),

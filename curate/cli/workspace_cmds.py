@@ -69,6 +69,14 @@ def ingest_command(
     rejects_out: Annotated[
         Path | None, typer.Option("--rejects-out", help="Also write every rejected row to this Parquet file.")
     ] = None,
+    corrections: Annotated[
+        Path | None,
+        typer.Option(
+            "--corrections",
+            help="Corrections Parquet from `curate review export-corrections`: relabels applied as an "
+            "override layer, excluded rows listed among the rejects.",
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Read a dataset's annotation files (no images) into the workspace, in one schema."""
@@ -87,6 +95,11 @@ def ingest_command(
         parsed, source = _read_source(
             dataset, manual_dir=manual_dir, tfds_dir=tfds_dir, config=tfds_config, votes_file=votes_file
         )
+        if corrections is not None:
+            from curate.corrections import apply_to_parsed, read_corrections
+
+            parsed, relabelled, excluded = apply_to_parsed(parsed, read_corrections(corrections))
+            console.print(f"corrections {corrections}: {relabelled:,} rows relabelled, {excluded:,} excluded")
         ws = _workspace(workspace)
         summary = ws.ingest(parsed, dataset=dataset, source=source)
         elapsed = time.perf_counter() - started
