@@ -7,7 +7,7 @@ PYTEST := $(PY) -m pytest
 export FIFTYONE_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench clean docs-figures
 
 setup:
 	@bash .ci/setup-env.sh
@@ -31,3 +31,11 @@ bench: setup
 
 clean:
 	rm -rf demo_output curate-workspace test-artifacts
+
+# Refresh the figures the docs embed from the demo's own outputs.
+docs-figures: demo
+	cp demo_output/reports/affectnet/class_bars.png docs/img/remap_class_bars.png
+	cp demo_output/reports/affectnet/transitions.png docs/img/remap_transitions.png
+	cp demo_output/reports/affectnet/va_density.png docs/img/remap_va_density.png
+	cp demo_output/reports/affectnet/report.md docs/remap-study-demo-report.md
+	cp demo_output/workspace/runs/comparisons/demo.md docs/demo-comparison.md
