@@ -11,6 +11,7 @@ from __future__ import annotations
 
 # Command modules register their commands on `app` at import time.
 from curate.cli import (  # noqa: E402,F401
+    audit_cmd,
     demo_cmd,  # noqa: E402,F401
     policies,
     protocols_cmd,

@@ -1,0 +1,652 @@
+"""Dataset audits: duplicate and near-duplicate images, valence/arousal consistency.
+
+Scope
+-----
+* :func:`load_images` -- the image list of one manual dir, through the format readers
+  (AffectNet ``source_path`` + face box, RAF-DB aligned images, FERPlus pixels).
+* :func:`hash_images` -- decode and hash every image (process pool): an *exact* digest and a
+  64-bit perceptual hash.
+* :func:`find_duplicates` -- pairs of images that are the same (``kind="exact"``) or look
+  the same (``kind="near"``), within and across splits and datasets;
+  :func:`pair_summary` counts them per (dataset/split, dataset/split).
+* :func:`exclusion_ids` / :func:`write_exclusions` -- which ids to drop so each duplicate
+  group keeps one image (the test/validation copy stays; the train copy goes).
+* :func:`inject_duplicates` -- the evaluation injector (AffectNet original layout).
+* :func:`va_outliers` -- AffectNet rows whose (valence, arousal) is far from their label's
+  typical region.
+
+Decisions
+---------
+*Exact* is the SHA-256 of the **decoded pixels** of the whole image (mode, size and the raw
+pixel bytes), not of the file bytes: the same picture saved as PNG and BMP, or a copy with
+different metadata, is still exact; FERPlus rows have no file at all. The baseline "SHA-256
+of the file bytes" of ``benchmarks/bench_audit.py`` is the weaker check.
+
+*Near* is ``imagehash.phash(face, hash_size=16)`` (DCT hash, 256 bits) of the grey face
+image -- AffectNet original images are cropped to their face box first, since it is the
+faces that duplicate (the background around them varies). Two images are near duplicates
+when the Hamming distance of their hashes is at most ``max_distance`` (default
+:data:`DEFAULT_MAX_DISTANCE` of 256 bits). Measured on the injected set (exact copies, 90 %
+resized copies, JPEG quality-60 re-encodes of synthetic faces): with the usual 64-bit hashes
+the true pairs reach distance 10 (pHash) / 8 (dHash) while distinct faces already come
+within 2 of each other, so no threshold gives both recall and precision; with 256-bit pHash
+the true pairs stay at <= 30 and distinct faces at >= 46 (256-bit dHash: 42 vs 25, they
+overlap), hence pHash-256 and 36. On a larger set (2,151 images, 2.3 M pairs) a few
+distinct faces still come within 30-36, so every near candidate is verified on a 16x16 grey
+thumbnail of the face kept per image (256 bytes): the pair stays when the mean absolute
+grey difference is at most :data:`DEFAULT_MAX_PIXEL_DIFF` (6 of 255; measured: true pairs
+<= 4, distinct faces >= 7.7). The search compares all pairs, exactly, with vectorised
+NumPy (XOR + ``bitwise_count`` over four uint64 words, in blocks), never a Python loop over
+pairs: about 2·n² word popcounts (10k images: 0.2 G, about a second; 400k: minutes).
+
+Valence/arousal outliers (:func:`va_outliers`): per label, the robust centre is the median
+of valence and of arousal and the scale 1.4826·MAD of each (floored at
+:data:`VA_MIN_SCALE`); a row's robust distance is the Euclidean norm of its two robust
+z-scores. The threshold is learned per label from the same distances:
+``median(d) + k · 1.4826 · MAD(d)`` (``k`` = :data:`VA_K`, default 3) -- for a Gaussian
+class that flags well under 1 % of the rows, and the median/MAD stay put while fewer than
+half the rows are corrupted. Rows without V/A (labels 9 and 10, or nulls) are left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+#: pHash side: ``HASH_SIZE**2`` bits (16 -> 256 bits, four uint64 words).
+HASH_SIZE = 16
+HASH_WORDS = HASH_SIZE * HASH_SIZE // 64
+#: Default Hamming-distance threshold of :func:`find_duplicates` (of 256 pHash bits).
+DEFAULT_MAX_DISTANCE = 36
+#: Side of the grey face thumbnail kept per image to verify near pairs (16 -> 256 bytes).
+THUMB_SIZE = 16
+#: Largest mean absolute grey-level difference (0-255) of the thumbnails of a near pair.
+DEFAULT_MAX_PIXEL_DIFF = 6.0
+#: Images per task handed to a worker process.
+HASH_CHUNK = 256
+#: Keep order of :func:`exclusion_ids`: the earlier split in this tuple is kept.
+KEEP_ORDER: tuple[str, ...] = ("test", "validation", "train")
+#: ``k`` of the V/A threshold ``median(d) + k * 1.4826 * MAD(d)``.
+VA_K = 3.0
+#: Smallest per-label V/A scale (valence/arousal units), so a very tight class is not over-flagged.
+VA_MIN_SCALE = 0.05
+#: Labels with fewer annotated rows than this get no threshold (nothing flagged).
+VA_MIN_ROWS = 10
+_MAD = 1.4826
+
+PAIR_SCHEMA: dict[str, Any] = {
+    "id_a": pl.String,
+    "dataset_a": pl.String,
+    "split_a": pl.String,
+    "id_b": pl.String,
+    "dataset_b": pl.String,
+    "split_b": pl.String,
+    "kind": pl.String,  # "exact" | "near"
+    "distance": pl.Int16,  # pHash Hamming distance (0 for most exact pairs)
+    "pixel_diff": pl.Float32,  # mean |grey difference| of the 16x16 face thumbnails (0-255)
+}
+IMAGE_COLUMNS = ("id", "dataset", "split", "path", "face_x", "face_y", "face_width", "face_height", "pixels")
+DUPLICATE_PAIRS_DDL = """CREATE TABLE IF NOT EXISTS duplicate_pairs (
+    id_a VARCHAR, dataset_a VARCHAR, split_a VARCHAR, id_b VARCHAR, dataset_b VARCHAR, split_b VARCHAR,
+    kind VARCHAR, distance SMALLINT, pixel_diff FLOAT, created TIMESTAMP)"""
+
+
+# --------------------------------------------------------------------------------------
+# Image lists
+# --------------------------------------------------------------------------------------
+
+
+def load_images(dataset: str, manual_dir: str | os.PathLike[str]) -> pl.DataFrame:
+    """The images of one manual dir: ``id, dataset, split, path`` (+ face box, FERPlus ``pixels``).
+
+    ``path`` is absolute (null for FERPlus, whose images are the ``pixels`` text). AffectNet
+    original rows carry their face box (the hash is taken on the crop); the cropped layout
+    and RAF-DB aligned images are already faces.
+    """
+    import importlib
+
+    root = Path(manual_dir).resolve()
+    module = importlib.import_module(f"curate.formats.{dataset}")
+    if dataset == "ferplus":
+        frame = module.read(root, with_pixels=True).annotations
+    else:
+        frame = module.read(root).annotations
+    prefix = str(root) + os.sep
+    out = frame.select(
+        "id",
+        "dataset",
+        "split",
+        (pl.lit(prefix) + pl.col("source_path")).alias("path"),
+        *(pl.col(c) for c in ("face_x", "face_y", "face_width", "face_height")),
+        (pl.col("pixels") if "pixels" in frame.columns else pl.lit(None, dtype=pl.String)).alias("pixels"),
+    )
+    if not (dataset == "affectnet" and module.detect_layout(root) == "original"):
+        out = out.with_columns(
+            pl.lit(None, dtype=pl.Float32).alias(c) for c in ("face_x", "face_y", "face_width", "face_height")
+        )
+    return out
+
+
+def _open_image(task: tuple[Any, ...]) -> Any:
+    from PIL import Image
+
+    path, box, pixels = task
+    if pixels is not None:
+        values = np.asarray(pixels.split(), dtype=np.uint8)
+        side = int(round(np.sqrt(values.size)))
+        return Image.fromarray(values.reshape(side, side), mode="L")
+    image = Image.open(path)
+    image.load()
+    return image
+
+
+def _face_crop(image: Any, box: Any) -> Any:
+    if box is None or any(v is None for v in box):
+        return image
+    x, y, w, h = (float(v) for v in box)
+    if w <= 1 or h <= 1:
+        return image
+    left, top = max(0, int(round(x))), max(0, int(round(y)))
+    right, bottom = min(image.width, int(round(x + w))), min(image.height, int(round(y + h)))
+    if right - left < 2 or bottom - top < 2:
+        return image
+    return image.crop((left, top, right, bottom))
+
+
+def _hash_chunk(tasks: list[tuple[Any, ...]]) -> list[tuple[bytes, bytes, bytes] | None]:
+    """(exact digest, pHash bytes, grey thumbnail bytes) of each image, or None when it does not decode."""
+    import imagehash
+    from PIL import Image
+
+    out: list[tuple[bytes, bytes, bytes] | None] = []
+    for task in tasks:
+        try:
+            image = _open_image(task)
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("RGB")
+            digest = hashlib.sha256(f"{image.mode}{image.size}".encode())
+            digest.update(image.tobytes())
+            face = _face_crop(image, task[1]).convert("L")
+            bits = np.asarray(imagehash.phash(face, hash_size=HASH_SIZE).hash, dtype=bool).ravel()
+            thumb = face.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR).tobytes()
+            out.append((digest.digest(), np.packbits(bits).tobytes(), thumb))
+        except Exception:  # noqa: BLE001 - an undecodable file is reported, not fatal
+            out.append(None)
+    return out
+
+
+def hash_images(images: pl.DataFrame, *, workers: int | None = None) -> pl.DataFrame:
+    """Decode and hash every image with a process pool.
+
+    Returns ``images``' ``id, dataset, split`` plus ``ok`` (decoded), ``sha256`` (binary
+    digest of the decoded pixels), ``phash`` (binary, ``HASH_SIZE**2 / 8`` bytes) and
+    ``thumb`` (the grey face at ``THUMB_SIZE`` x ``THUMB_SIZE``, raw bytes).
+    """
+    box_cols = ("face_x", "face_y", "face_width", "face_height")
+    boxes = images.select(box_cols).rows() if all(c in images.columns for c in box_cols) else [None] * images.height
+    paths = images["path"].to_list() if "path" in images.columns else [None] * images.height
+    pixels = images["pixels"].to_list() if "pixels" in images.columns else [None] * images.height
+    tasks = list(zip(paths, boxes, pixels, strict=True))
+    chunks = [tasks[i : i + HASH_CHUNK] for i in range(0, len(tasks), HASH_CHUNK)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
+    if workers == 1 or len(chunks) <= 1:
+        results = [r for chunk in chunks for r in _hash_chunk(chunk)]
+    else:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = [r for part in pool.map(_hash_chunk, chunks) for r in part]
+    ok = [r is not None for r in results]
+    return images.select("id", "dataset", "split").with_columns(
+        pl.Series("ok", ok, dtype=pl.Boolean),
+        pl.Series("sha256", [r[0] if r else None for r in results], dtype=pl.Binary),
+        pl.Series("phash", [r[1] if r else None for r in results], dtype=pl.Binary),
+        pl.Series("thumb", [r[2] if r else None for r in results], dtype=pl.Binary),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Pairs
+# --------------------------------------------------------------------------------------
+
+
+def hash_words(hashes: Sequence[bytes]) -> np.ndarray:
+    """Binary hashes (equal lengths, multiple of 8 bytes) as an ``(n, words)`` uint64 array."""
+    if not len(hashes):
+        return np.zeros((0, HASH_WORDS), dtype=np.uint64)
+    joined = b"".join(hashes)
+    return np.frombuffer(joined, dtype=">u8").astype(np.uint64).reshape(len(hashes), -1)
+
+
+def near_pairs(
+    hashes: np.ndarray, max_distance: int, *, block: int = 512, width: int = 1 << 14
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ``i < j`` with Hamming distance ``<= max_distance``: (i, j, distance) arrays.
+
+    ``hashes`` is ``(n, words)`` uint64 (:func:`hash_words`). Exact all-pairs search,
+    vectorised: blocks of ``block`` rows against slabs of ``width`` later rows, XOR and
+    ``np.bitwise_count`` summed over the words (memory about ``block * width * 10`` bytes).
+    """
+    h = np.ascontiguousarray(hashes, dtype=np.uint64)
+    if h.ndim == 1:
+        h = h[:, None]
+    n = len(h)
+    out_i, out_j, out_d = [], [], []
+    for start in range(0, n, block):
+        rows = h[start : start + block]
+        for col in range(start, n, width):
+            cols = h[col : col + width]
+            dist = np.zeros((len(rows), len(cols)), dtype=np.uint16)
+            for w in range(h.shape[1]):
+                dist += np.bitwise_count(rows[:, w, None] ^ cols[None, :, w])
+            ii, jj = np.nonzero(dist <= max_distance)
+            i, j = ii + start, jj + col
+            keep = j > i
+            out_i.append(i[keep])
+            out_j.append(j[keep])
+            out_d.append(dist[ii[keep], jj[keep]])
+    if not out_i:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty.astype(np.uint8)
+    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d)
+
+
+def pairs_from_hashes(
+    hashed: pl.DataFrame,
+    *,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    max_pixel_diff: float | None = DEFAULT_MAX_PIXEL_DIFF,
+) -> pl.DataFrame:
+    """Duplicate pairs of a :func:`hash_images` frame (rows with ``ok`` false are skipped).
+
+    Near candidates (pHash distance <= ``max_distance``) are kept when their thumbnails'
+    mean absolute grey difference is <= ``max_pixel_diff`` (``None``: no check).
+    """
+    frame = hashed.filter(pl.col("ok")).with_row_index("_i")
+    # exact: every pair inside a group of equal digests
+    groups = frame.group_by("sha256").agg(pl.col("_i")).filter(pl.col("_i").list.len() > 1)
+    ex_i: list[int] = []
+    ex_j: list[int] = []
+    for members in groups["_i"].to_list():  # loops over groups (few, small), not over all pairs
+        members = sorted(members)
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                ex_i.append(members[a])
+                ex_j.append(members[b])
+    phash = hash_words(frame["phash"].to_list())
+    ni, nj, nd = near_pairs(phash, max_distance)
+    ex_i_arr, ex_j_arr = np.asarray(ex_i, dtype=np.int64), np.asarray(ex_j, dtype=np.int64)
+    ex_d = np.bitwise_count(phash[ex_i_arr] ^ phash[ex_j_arr]).sum(axis=1).astype(np.int16)
+    n = max(frame.height, 1)
+    near_mask = ~np.isin(ni * n + nj, ex_i_arr * n + ex_j_arr)
+    thumbs = _thumbs(frame)
+    diff_near = np.abs(thumbs[ni].astype(np.int16) - thumbs[nj]).mean(axis=1) if thumbs is not None else None
+    if diff_near is not None and max_pixel_diff is not None:
+        near_mask &= diff_near <= max_pixel_diff
+    i = np.concatenate([ex_i_arr, ni[near_mask]])
+    j = np.concatenate([ex_j_arr, nj[near_mask]])
+    kind = ["exact"] * len(ex_i_arr) + ["near"] * int(near_mask.sum())
+    dist = np.concatenate([ex_d, nd[near_mask].astype(np.int16)])
+    if thumbs is not None:
+        diff_exact = np.abs(thumbs[ex_i_arr].astype(np.int16) - thumbs[ex_j_arr]).mean(axis=1)
+        pixel_diff = np.concatenate([diff_exact, diff_near[near_mask]]).astype(np.float32)
+    else:
+        pixel_diff = np.full(len(i), np.nan, dtype=np.float32)
+    ids, datasets, splits = (frame[c].to_numpy() for c in ("id", "dataset", "split"))
+    pairs = pl.DataFrame(
+        {
+            "id_a": ids[i], "dataset_a": datasets[i], "split_a": splits[i],
+            "id_b": ids[j], "dataset_b": datasets[j], "split_b": splits[j],
+            "kind": kind, "distance": dist, "pixel_diff": pixel_diff,
+        },
+        schema=PAIR_SCHEMA,
+    )  # fmt: skip
+    return _canonical_order(pairs)
+
+
+def _thumbs(frame: pl.DataFrame) -> np.ndarray | None:
+    """The ``thumb`` column as an ``(n, THUMB_SIZE**2)`` uint8 array (None when absent)."""
+    if "thumb" not in frame.columns:
+        return None
+    size = THUMB_SIZE * THUMB_SIZE
+    if frame.height == 0:
+        return np.zeros((0, size), dtype=np.uint8)
+    return np.frombuffer(b"".join(frame["thumb"].to_list()), dtype=np.uint8).reshape(frame.height, size)
+
+
+def _canonical_order(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Order each pair as (a, b) with a <= b by (dataset, id), then sort the rows."""
+    swap = (pl.col("dataset_a") > pl.col("dataset_b")) | (
+        (pl.col("dataset_a") == pl.col("dataset_b")) & (pl.col("id_a") > pl.col("id_b"))
+    )
+    cols = {}
+    for side, other in (("a", "b"), ("b", "a")):
+        for c in ("id", "dataset", "split"):
+            cols[f"{c}_{side}"] = pl.when(swap).then(pl.col(f"{c}_{other}")).otherwise(pl.col(f"{c}_{side}"))
+    return pairs.with_columns(**cols).select(list(PAIR_SCHEMA)).sort("dataset_a", "id_a", "dataset_b", "id_b")
+
+
+def find_duplicates(
+    images: pl.DataFrame,
+    *,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    max_pixel_diff: float | None = DEFAULT_MAX_PIXEL_DIFF,
+    workers: int | None = None,
+) -> pl.DataFrame:
+    """Exact and near-duplicate pairs among ``images``.
+
+    Parameters
+    ----------
+    images : polars.DataFrame
+        ``id, dataset, split, path`` (absolute image path), optionally the face box
+        ``face_x, face_y, face_width, face_height`` (crop before the perceptual hash) and
+        ``pixels`` (FERPlus text pixels, used instead of ``path``); :func:`load_images` makes it.
+    max_distance : int
+        Largest pHash Hamming distance (of 256 bits) of a near candidate.
+    max_pixel_diff : float or None
+        Largest mean absolute grey difference (0-255) of the two 16x16 face thumbnails of a
+        near pair; ``None`` keeps every pHash candidate.
+    workers : int, optional
+        Decoding/hashing processes (default: every CPU).
+
+    Returns
+    -------
+    polars.DataFrame
+        :data:`PAIR_SCHEMA`: one row per pair (``a`` before ``b`` by dataset, id), ``kind``
+        ``exact`` (equal decoded pixels) or ``near``, ``distance`` the pHash distance,
+        ``pixel_diff`` the thumbnail difference.
+        Images that do not decode are skipped.
+    """
+    hashed = hash_images(images, workers=workers)
+    return pairs_from_hashes(hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff)
+
+
+def pair_summary(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Pairs per (``dataset/split``, ``dataset/split``) and kind: ``group_a, group_b, exact, near, total``."""
+    key_a = pl.format("{}/{}", "dataset_a", "split_a")
+    key_b = pl.format("{}/{}", "dataset_b", "split_b")
+    first = pl.min_horizontal(key_a, key_b)
+    second = pl.max_horizontal(key_a, key_b)
+    return (
+        pairs.select(first.alias("group_a"), second.alias("group_b"), "kind")
+        .group_by("group_a", "group_b")
+        .agg(
+            (pl.col("kind") == "exact").sum().cast(pl.Int64).alias("exact"),
+            (pl.col("kind") == "near").sum().cast(pl.Int64).alias("near"),
+            pl.len().cast(pl.Int64).alias("total"),
+        )
+        .sort("group_a", "group_b")
+    )
+
+
+def exclusion_ids(pairs: pl.DataFrame, *, keep_order: Sequence[str] = KEEP_ORDER) -> pl.DataFrame:
+    """Ids to drop so each duplicate group (connected pairs) keeps exactly one image.
+
+    The image kept is the one whose split comes first in ``keep_order`` (default test, then
+    validation, then train: the evaluation copy stays, the train copy is dropped), ties
+    broken by (dataset, id). Returns ``dataset, id, split, group`` (group = the kept image
+    as ``dataset:id``) for every dropped image.
+    """
+    schema = {"dataset": pl.String, "id": pl.String, "split": pl.String, "group": pl.String}
+    if pairs.height == 0:
+        return pl.DataFrame(schema=schema)
+    nodes = (
+        pl.concat(
+            [
+                pairs.select(
+                    pl.col("dataset_a").alias("dataset"), pl.col("id_a").alias("id"), pl.col("split_a").alias("split")
+                ),
+                pairs.select(
+                    pl.col("dataset_b").alias("dataset"), pl.col("id_b").alias("id"), pl.col("split_b").alias("split")
+                ),
+            ]
+        )
+        .unique(["dataset", "id"], keep="first")
+        .sort("dataset", "id")
+    )
+    key = nodes.select(pl.format("{}:{}", "dataset", "id"))[:, 0].to_list()
+    index = {k: n for n, k in enumerate(key)}
+    parent = np.arange(len(key))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    a = [index[f"{d}:{i}"] for d, i in zip(pairs["dataset_a"], pairs["id_a"], strict=True)]
+    b = [index[f"{d}:{i}"] for d, i in zip(pairs["dataset_b"], pairs["id_b"], strict=True)]
+    for x, y in zip(a, b, strict=True):
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    roots = [find(x) for x in range(len(key))]
+    rank = {s: n for n, s in enumerate(keep_order)}
+    ranked = nodes.with_columns(
+        pl.Series("root", roots),
+        pl.col("split").replace_strict(rank, default=len(rank)).alias("_rank"),
+        pl.Series("_key", key),
+    ).sort("root", "_rank", "dataset", "id")
+    keeper = ranked.group_by("root", maintain_order=True).agg(pl.col("_key").first().alias("group"))
+    return (
+        ranked.join(keeper, on="root")
+        .filter(pl.col("_key") != pl.col("group"))
+        .select("dataset", "id", "split", "group")
+        .sort("dataset", "id")
+    )
+
+
+def write_exclusions(exclusions: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write an :func:`exclusion_ids` frame as Parquet (zstd)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exclusions.write_parquet(path, compression="zstd")
+    return path
+
+
+def store_pairs(workspace: Any, pairs: pl.DataFrame, datasets: Iterable[str]) -> int:
+    """Replace the workspace table ``duplicate_pairs`` rows touching ``datasets`` with ``pairs``."""
+    import datetime as _dt
+
+    names = list(datasets)
+    stamp = _dt.datetime.now().replace(microsecond=0)
+    with workspace.connect(write=True) as con:
+        con.execute(DUPLICATE_PAIRS_DDL)
+        marks = ", ".join("?" for _ in names)
+        con.execute(
+            f"DELETE FROM duplicate_pairs WHERE dataset_a IN ({marks}) OR dataset_b IN ({marks})", names + names
+        )
+        con.register("incoming_pairs", pairs.with_columns(pl.lit(stamp).alias("created")).to_arrow())
+        con.execute(f"INSERT INTO duplicate_pairs SELECT {', '.join([*PAIR_SCHEMA, 'created'])} FROM incoming_pairs")
+        con.unregister("incoming_pairs")
+    return pairs.height
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation: injected duplicates (AffectNet original layout)
+# --------------------------------------------------------------------------------------
+
+INJECT_KINDS: tuple[str, ...] = ("exact", "resized", "jpeg60")
+
+
+def inject_duplicates(manual_dir: str | os.PathLike[str], n: int, seed: int = 0) -> pl.DataFrame:
+    """Copy ``n`` images of an AffectNet original-layout manual dir across train/validation.
+
+    Each picked image (decodable, positive box; distinct) gets a copy with a new id in the
+    other split, in turn an exact file copy, a copy resized to 90 % (PNG; box and landmarks
+    scaled) and a JPEG quality-60 re-encode; the copies' rows (same label and V/A) are
+    appended to ``training.csv`` / ``validation.csv``. Changes the dir in place.
+
+    Returns
+    -------
+    polars.DataFrame
+        The truth: ``id_a`` (original), ``split_a``, ``id_b`` (copy), ``split_b``, ``kind``.
+    """
+    from PIL import Image
+
+    from curate.formats import affectnet as fmt
+
+    root = Path(manual_dir)
+    frame = fmt.read(root, layout="original").annotations
+    rng = np.random.default_rng([seed, 9001])
+    candidates = frame.filter((pl.col("face_width") > 1) & (pl.col("face_height") > 1))
+    picked: list[dict[str, Any]] = []
+    for row in candidates.sample(fraction=1.0, shuffle=True, seed=seed).iter_rows(named=True):
+        if len(picked) >= n:
+            break
+        path = root / row["source_path"]
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Exception:  # noqa: BLE001 - truncated/missing quirk files are not sources
+            continue
+        picked.append(row)
+    if len(picked) < n:
+        raise ValueError(f"{root}: only {len(picked)} decodable images to copy, {n} asked")
+    new_rows, truth = [], []
+    for k, row in enumerate(picked):
+        kind = INJECT_KINDS[k % len(INJECT_KINDS)]
+        split_b = "validation" if row["split"] == "train" else "train"
+        source = root / row["source_path"]
+        folder = row["id"].split("/")[0]
+        name = rng.bytes(28).hex()
+        copy = dict(row)
+        if kind == "exact":
+            new_id = f"{folder}/{name}.{row['id'].rsplit('.', 1)[1]}"
+            target = root / fmt.IMAGES_DIR / new_id
+            shutil.copyfile(source, target)
+        else:
+            with Image.open(source) as image:
+                image = image.convert("RGB")
+                if kind == "resized":
+                    factor = 0.9
+                    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+                    sx, sy = size[0] / image.width, size[1] / image.height
+                    image = image.resize(size, Image.Resampling.LANCZOS)
+                    copy.update(
+                        face_x=float(np.floor(row["face_x"] * sx)),
+                        face_y=float(np.floor(row["face_y"] * sy)),
+                        face_width=float(max(1, round(row["face_width"] * sx))),
+                        face_height=float(max(1, round(row["face_height"] * sy))),
+                        landmarks=[round(v * (sx if t % 2 == 0 else sy), 2) for t, v in enumerate(row["landmarks"])]
+                        if row["landmarks"] is not None
+                        else None,
+                    )
+                    new_id, fmt_name, options = f"{folder}/{name}.png", "PNG", {}
+                else:
+                    new_id, fmt_name, options = f"{folder}/{name}.jpg", "JPEG", {"quality": 60}
+                buffer = io.BytesIO()
+                image.save(buffer, format=fmt_name, **options)
+            target = root / fmt.IMAGES_DIR / new_id
+            target.write_bytes(buffer.getvalue())
+        copy.update(id=new_id, split=split_b)
+        new_rows.append(copy)
+        truth.append({"id_a": row["id"], "split_a": row["split"], "id_b": new_id, "split_b": split_b, "kind": kind})
+    added = pl.DataFrame(new_rows, schema=frame.schema, orient="row")
+    for split, relative in fmt.ORIGINAL_FILES.items():
+        part = added.filter(pl.col("split") == split)
+        if part.height:
+            text = fmt.original_rows(part)
+            with (root / relative).open("ab") as handle:
+                text.write_csv(handle, include_header=False, quote_style="never", line_terminator="\n")
+    return pl.DataFrame(
+        truth,
+        schema={"id_a": pl.String, "split_a": pl.String, "id_b": pl.String, "split_b": pl.String, "kind": pl.String},
+    )
+
+
+def score_pairs(pairs: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    """Recall and precision of found ``pairs`` against an :func:`inject_duplicates` truth.
+
+    A found pair is true when its two ids are an injected (original, copy) pair; every
+    other found pair counts against precision.
+    """
+    found = {frozenset((a, b)) for a, b in zip(pairs["id_a"], pairs["id_b"], strict=True)}
+    real = {frozenset((a, b)) for a, b in zip(truth["id_a"], truth["id_b"], strict=True)}
+    hits = len(found & real)
+    return {
+        "recall": hits / len(real) if real else 1.0,
+        "precision": hits / len(found) if found else 1.0,
+        "found": float(len(found)),
+        "true_pairs": float(len(real)),
+        "hits": float(hits),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Valence / arousal consistency
+# --------------------------------------------------------------------------------------
+
+
+def va_outliers(annotations: pl.DataFrame, *, k: float = VA_K, min_scale: float = VA_MIN_SCALE) -> pl.DataFrame:
+    """Robust per-label V/A distance of every annotated row, and whether it is an outlier.
+
+    Parameters
+    ----------
+    annotations : polars.DataFrame
+        ``id, label, valence, arousal`` (``dataset``, ``split``, ``va_annotated`` used when
+        present). Rows with a null valence or arousal, or ``va_annotated`` false, are left out.
+    k : float
+        Threshold ``median(d) + k * 1.4826 * MAD(d)`` per label.
+    min_scale : float
+        Floor of the per-label V/A scale.
+
+    Returns
+    -------
+    polars.DataFrame
+        The kept rows with ``centre_valence``, ``centre_arousal``, ``distance``,
+        ``threshold`` and ``outlier`` (false for labels with fewer than :data:`VA_MIN_ROWS` rows).
+    """
+    frame = annotations.filter(pl.col("valence").is_not_null() & pl.col("arousal").is_not_null())
+    if "va_annotated" in frame.columns:
+        frame = frame.filter(pl.col("va_annotated").fill_null(False))
+    by = pl.col("label")
+
+    def mad(c: str) -> pl.Expr:
+        return (pl.col(c) - pl.col(c).median().over(by)).abs().median().over(by)
+
+    with_scale = frame.with_columns(
+        pl.col("valence").median().over(by).alias("centre_valence"),
+        pl.col("arousal").median().over(by).alias("centre_arousal"),
+        pl.max_horizontal(mad("valence") * _MAD, pl.lit(min_scale)).alias("_sv"),
+        pl.max_horizontal(mad("arousal") * _MAD, pl.lit(min_scale)).alias("_sa"),
+        pl.len().over(by).alias("_n"),
+    )
+    dist = (
+        ((pl.col("valence") - pl.col("centre_valence")) / pl.col("_sv")) ** 2
+        + ((pl.col("arousal") - pl.col("centre_arousal")) / pl.col("_sa")) ** 2
+    ).sqrt()
+    scored = with_scale.with_columns(dist.cast(pl.Float64).alias("distance"))
+    d_med = pl.col("distance").median().over(by)
+    d_mad = (pl.col("distance") - d_med).abs().median().over(by)
+    return (
+        scored.with_columns((d_med + k * _MAD * d_mad).alias("threshold"))
+        .with_columns(((pl.col("distance") > pl.col("threshold")) & (pl.col("_n") >= VA_MIN_ROWS)).alias("outlier"))
+        .drop("_sv", "_sa", "_n")
+    )
+
+
+def va_summary(scored: pl.DataFrame) -> pl.DataFrame:
+    """Per label: ``label, rows, outliers, share, centre_valence, centre_arousal, threshold``."""
+    return (
+        scored.group_by("label")
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("outlier").sum().cast(pl.Int64).alias("outliers"),
+            pl.col("centre_valence").first(),
+            pl.col("centre_arousal").first(),
+            pl.col("threshold").first(),
+        )
+        .with_columns((pl.col("outliers") / pl.col("rows")).alias("share"))
+        .sort("label")
+    )

@@ -1,0 +1,191 @@
+"""`curate audit duplicates` and `curate audit va`: thin Typer commands over :mod:`curate.audit`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from curate.cli.app import app, console, fail
+
+audit_app = typer.Typer(
+    help="Audits: duplicate images across splits, valence/arousal consistency.", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="CURATE_WORKSPACE",
+        help="Workspace folder (default ./curate-workspace, or $CURATE_WORKSPACE).",
+        show_default=False,
+    ),
+]
+
+
+def _manual_dirs(ws: Any, datasets: list[str], manual_dir: Path | None) -> dict[str, Path]:
+    """Dataset -> manual dir: ``--manual-dir`` (one dataset), ``DIR/<dataset>`` (``--all``),
+    else the folder the workspace ingested the dataset from."""
+    found: dict[str, Path] = {}
+    sources: dict[str, str] = {}
+    if ws.exists:
+        with ws.connect() as con:
+            try:
+                sources = dict(con.execute("SELECT dataset, source FROM ingests").fetchall())
+            except Exception:  # noqa: BLE001 - no ingests table yet
+                sources = {}
+    for dataset in datasets:
+        if manual_dir is not None and len(datasets) == 1:
+            candidate = manual_dir
+        elif manual_dir is not None and (manual_dir / dataset).is_dir():
+            candidate = manual_dir / dataset
+        elif dataset in sources and Path(sources[dataset]).is_dir():
+            candidate = Path(sources[dataset])
+        else:
+            continue
+        if not candidate.is_dir():
+            raise ValueError(f"--manual-dir {candidate}: no such folder")
+        found[dataset] = candidate
+    return found
+
+
+@audit_app.command("duplicates")
+def duplicates_command(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="affectnet, ferplus or rafdb.", show_default=False)
+    ] = None,
+    all_datasets: Annotated[
+        bool, typer.Option("--all", help="Every dataset (across datasets too); --manual-dir holds DIR/<dataset>.")
+    ] = False,
+    manual_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--manual-dir",
+            help="The dataset's manual dir (with --all: a folder of <dataset>/ dirs); "
+            "default: the folder the workspace ingested it from.",
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the pairs to this Parquet file.")] = None,
+    exclusions_out: Annotated[
+        Path | None,
+        typer.Option("--exclusions-out", help="Write the ids to drop (one kept per group, test first) as Parquet."),
+    ] = None,
+    max_distance: Annotated[
+        int, typer.Option("--max-distance", help="Largest pHash Hamming distance (of 256 bits) of a near pair.")
+    ] = 36,
+    max_pixel_diff: Annotated[
+        float,
+        typer.Option("--max-pixel-diff", help="Largest mean grey difference (0-255) of the face thumbnails."),
+    ] = 6.0,
+    workers: Annotated[int | None, typer.Option("--workers", help="Hashing processes (default: every CPU).")] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Find exact and near-duplicate images within and across splits (and datasets)."""
+    import time
+
+    import polars as pl
+
+    from curate import audit
+    from curate.workspace import DATASETS, Workspace, check_dataset
+
+    if (dataset is None) == (not all_datasets):
+        fail("give exactly one of --dataset D or --all")
+    try:
+        ws = Workspace(workspace)
+        names = [check_dataset(dataset)] if dataset else list(DATASETS)
+        dirs = _manual_dirs(ws, names, manual_dir)
+        if not dirs:
+            fail(
+                "no manual dir: give --manual-dir DIR"
+                + (" (a folder holding affectnet/, ferplus/, rafdb/)" if all_datasets else "")
+                + " or ingest the dataset from its manual dir first"
+            )
+        started = time.perf_counter()
+        images = pl.concat([audit.load_images(name, folder) for name, folder in dirs.items()], how="vertical_relaxed")
+        hashed = audit.hash_images(images, workers=workers)
+        pairs = audit.pairs_from_hashes(hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff)
+        elapsed = time.perf_counter() - started
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pairs.write_parquet(out, compression="zstd")
+        exclusions = audit.exclusion_ids(pairs)
+        if exclusions_out is not None:
+            audit.write_exclusions(exclusions, exclusions_out)
+        stored = ws.exists
+        if stored:
+            audit.store_pairs(ws, pairs, list(dirs))
+    except (ValueError, OSError) as error:
+        fail(str(error))
+    from rich.table import Table
+
+    failed = int((~hashed["ok"]).sum())
+    console.print(
+        f"{images.height:,} images from {', '.join(f'{k} ({v})' for k, v in dirs.items())} hashed in {elapsed:.1f} s"
+        + (f"; {failed:,} did not decode" if failed else "")
+    )
+    summary = audit.pair_summary(pairs)
+    table = Table(title=f"duplicate pairs: {pairs.height:,} (pHash distance <= {max_distance})")
+    for column in ("group a", "group b", "exact", "near", "total"):
+        table.add_column(column, justify="left" if column.startswith("group") else "right")
+    for row in summary.iter_rows(named=True):
+        table.add_row(row["group_a"], row["group_b"], f"{row['exact']:,}", f"{row['near']:,}", f"{row['total']:,}")
+    console.print(table)
+    console.print(f"ids to drop to keep one image per group (test/validation kept): {exclusions.height:,}")
+    if out is not None:
+        console.print(f"pairs written to {out}")
+    if exclusions_out is not None:
+        console.print(f"exclusion list written to {exclusions_out}")
+    if stored:
+        console.print(f"stored in workspace table duplicate_pairs ({ws.root})")
+
+
+@audit_app.command("va")
+def va_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset with valence/arousal.")] = "affectnet",
+    k: Annotated[float, typer.Option("--k", help="Threshold median(d) + k * 1.4826 * MAD(d) per label.")] = 3.0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the flagged rows to this Parquet file.")] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Flag rows whose (valence, arousal) is far from their label's typical region."""
+    from curate import audit, labels
+    from curate.workspace import Workspace
+
+    try:
+        ws = Workspace(workspace)
+        ws.require_database()
+        with ws.connect() as con:
+            ws.require_datasets(con, dataset)
+        frame = ws.annotations(
+            dataset, columns=["id", "dataset", "split", "label", "valence", "arousal", "va_annotated"]
+        )
+        scored = audit.va_outliers(frame, k=k)
+        if scored.height == 0:
+            fail(f"{dataset}: no rows with valence/arousal in workspace {ws.root}")
+        flagged = scored.filter("outlier")
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            flagged.write_parquet(out, compression="zstd")
+    except (ValueError, OSError) as error:
+        fail(str(error))
+    from rich.table import Table
+
+    table = Table(title=f"{dataset}: V/A outliers per label (k = {k})")
+    for column in ("label", "rows", "outliers", "share", "centre V", "centre A", "threshold"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for row in audit.va_summary(scored).iter_rows(named=True):
+        table.add_row(
+            labels.CANONICAL_NAMES[row["label"]],
+            f"{row['rows']:,}",
+            f"{row['outliers']:,}",
+            f"{100 * row['share']:.1f}%",
+            f"{row['centre_valence']:+.2f}",
+            f"{row['centre_arousal']:+.2f}",
+            f"{row['threshold']:.2f}",
+        )
+    console.print(table)
+    console.print(f"flagged {flagged.height:,} of {scored.height:,} rows with V/A")
+    if out is not None:
+        console.print(f"flagged rows written to {out}")
