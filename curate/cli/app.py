@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -18,6 +19,18 @@ app = typer.Typer(
 )
 console = Console()
 error_console = Console(stderr=True)
+
+#: The --workspace option every workspace command shares.
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="CURATE_WORKSPACE",
+        help="Workspace folder (default ./curate-workspace, or $CURATE_WORKSPACE).",
+        show_default=False,
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -7,23 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.cli.app import app, console, fail
+from curate.cli.app import WorkspaceOption, app, console, fail
 
 audit_app = typer.Typer(
     help="Audits: duplicate images across splits, valence/arousal consistency.", no_args_is_help=True
 )
 app.add_typer(audit_app, name="audit")
 
-WorkspaceOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        envvar="CURATE_WORKSPACE",
-        help="Workspace folder (default ./curate-workspace, or $CURATE_WORKSPACE).",
-        show_default=False,
-    ),
-]
 
 
 def _manual_dirs(ws: Any, datasets: list[str], manual_dir: Path | None) -> dict[str, Path]:

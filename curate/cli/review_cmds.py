@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from curate.cli.app import app, console, fail
+from curate.cli.app import WorkspaceOption, app, console, fail
 
 review_app = typer.Typer(
     help="Review datasets and runs in FiftyOne: load, find label errors, export corrections.",
@@ -20,16 +20,6 @@ review_app = typer.Typer(
 )
 app.add_typer(review_app, name="review")
 
-WorkspaceOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        envvar="CURATE_WORKSPACE",
-        help="Workspace folder (default ./curate-workspace, or $CURATE_WORKSPACE).",
-        show_default=False,
-    ),
-]
 NameOption = Annotated[
     str | None,
     typer.Option("--name", "-n", help="FiftyOne dataset name (default: the dataset's name, e.g. affectnet)."),

@@ -11,23 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.cli.app import app, console, fail
+from curate.cli.app import WorkspaceOption, app, console, fail
 
 study_app = typer.Typer(
     help="Studies over the workspace, written as Markdown + PNG + JSON reports.", no_args_is_help=True
 )
 app.add_typer(study_app, name="study")
 
-WorkspaceOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        envvar="CURATE_WORKSPACE",
-        help="Workspace folder (default ./curate-workspace, or $CURATE_WORKSPACE).",
-        show_default=False,
-    ),
-]
 DatasetOption = Annotated[
     str | None, typer.Option("--dataset", "-d", help="affectnet, ferplus or rafdb (default: every ingested dataset).")
 ]
