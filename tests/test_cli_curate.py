@@ -266,3 +266,56 @@ def test_ingest_from_a_built_tfds_dataset(tmp_path):
     assert (same["va_annotated"] == same["va_annotated_tfds"]).all()
     assert same.select((pl.col("valence") - pl.col("valence_tfds")).abs().max()).item() < 1e-5
     assert from_tfds["source_file"][0] == "affectnet/crop224/1.0.0"
+
+
+def test_ingest_with_exclusions_moves_rows_to_rejects(tmp_path):
+    from curate import audit
+    from curate.cli.workspace_cmds import EXCLUDED_AS_DUPLICATE
+
+    votes = tmp_path / "fer2013new.csv"
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+    usages = ["Training"] * 4 + ["PublicTest", "PrivateTest", "Bogus"]
+    lines = [header] + [f"{u},fer{i:07d}.png,10,0,0,0,0,0,0,0,0,0" for i, u in enumerate(usages)]
+    votes.write_text("\n".join(lines) + "\n")
+    exclusions = pl.DataFrame(
+        {
+            "dataset": ["ferplus", "ferplus", "ferplus", "affectnet"],
+            "id": ["fer0000001", "fer0000003", "fer0009999", "fer0000002"],
+            "split": ["train", "train", "train", "train"],
+            "group": ["ferplus:fer0000005", "ferplus:fer0000004", "ferplus:x", "affectnet:y"],
+        }
+    )
+    path = audit.write_exclusions(exclusions, tmp_path / "excl.parquet")
+    ws = tmp_path / "ws"
+    result = runner.invoke(
+        app, ["ingest", "ferplus", "--votes-file", str(votes), "--exclusions", str(path), "-w", str(ws)]
+    )
+    assert result.exit_code == 0, result.output
+    # Two listed ferplus ids are in the file; the unknown id and the affectnet row do nothing.
+    assert "2 rows excluded as duplicates (3 ids listed for ferplus)" in result.output
+    assert EXCLUDED_AS_DUPLICATE in result.output
+    workspace = Workspace(ws)
+    rejects = workspace.rejects("ferplus")
+    assert workspace.ingested()["ferplus"] == 4
+    assert workspace.ingested()["ferplus"] + rejects.height == len(usages)  # rows_in invariant
+    dup = rejects.filter(pl.col("reason") == EXCLUDED_AS_DUPLICATE).sort("id")
+    assert dup["id"].to_list() == ["fer0000001", "fer0000003"]
+    assert dup["detail"].to_list() == ["duplicate of ferplus:fer0000005", "duplicate of ferplus:fer0000004"]
+    with workspace.connect() as con:
+        ids = {r[0] for r in con.execute("SELECT id FROM annotations WHERE dataset = 'ferplus'").fetchall()}
+    assert ids == {"fer0000000", "fer0000002", "fer0000004", "fer0000005"}
+    # Bad exclusion files: one error line each.
+    w = ["-w", str(tmp_path / "ws2")]
+    line = _error_line(
+        runner.invoke(
+            app, ["ingest", "ferplus", "--votes-file", str(votes), "--exclusions", str(tmp_path / "no.parquet"), *w]
+        )
+    )
+    assert "no such file" in line
+    pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "noid.parquet")
+    line = _error_line(
+        runner.invoke(
+            app, ["ingest", "ferplus", "--votes-file", str(votes), "--exclusions", str(tmp_path / "noid.parquet"), *w]
+        )
+    )
+    assert "no 'id' column" in line

@@ -67,6 +67,14 @@ def ingest_command(
             "override layer, excluded rows listed among the rejects.",
         ),
     ] = None,
+    exclusions: Annotated[
+        Path | None,
+        typer.Option(
+            "--exclusions",
+            help="Exclusion list Parquet from `curate audit duplicates --exclusions-out`: its ids of this "
+            "dataset move to the rejects as 'excluded as duplicate'.",
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Read a dataset's annotation files (no images) into the workspace, in one schema."""
@@ -90,6 +98,12 @@ def ingest_command(
 
             parsed, relabelled, excluded = apply_to_parsed(parsed, read_corrections(corrections))
             console.print(f"corrections {corrections}: {relabelled:,} rows relabelled, {excluded:,} excluded")
+        if exclusions is not None:
+            parsed, excluded, listed = apply_exclusions(parsed, read_exclusions(exclusions), dataset)
+            console.print(
+                f"exclusions {exclusions}: {excluded:,} rows excluded as duplicates "
+                f"({listed:,} ids listed for {dataset})"
+            )
         ws = _workspace(workspace)
         summary = ws.ingest(parsed, dataset=dataset, source=source)
         elapsed = time.perf_counter() - started
@@ -133,6 +147,69 @@ def ingest_command(
         console.print(listing)
     if rejects_out is not None:
         console.print(f"rejects written to {rejects_out}")
+
+
+EXCLUDED_AS_DUPLICATE = "excluded as duplicate"
+
+
+def read_exclusions(path: Path) -> Any:
+    """Read an exclusion list (``curate.audit.write_exclusions``: ``dataset, id, split, group``)."""
+    import polars as pl
+
+    if not Path(path).is_file():
+        raise ValueError(f"--exclusions {path}: no such file")
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as error:  # polars raises several error types for a non-Parquet file
+        raise ValueError(f"--exclusions {path}: not a readable Parquet file ({error})") from None
+    if "id" not in frame.columns:
+        raise ValueError(f"--exclusions {path}: no 'id' column (columns: {', '.join(frame.columns)})")
+    return frame
+
+
+def apply_exclusions(parsed: Any, exclusions: Any, dataset: str) -> tuple[Any, int, int]:
+    """Move the rows an exclusion list names to the rejects, without losing a row.
+
+    Only the list's rows of ``dataset`` count (all of them when it has no ``dataset``
+    column). Matched annotations leave ``parsed.annotations`` and join ``parsed.rejects``
+    with the reason ``excluded as duplicate`` (detail: the image kept, from ``group``), so
+    ``rows_in == annotations + rejects`` still holds. Returns ``(parsed, excluded, listed)``:
+    rows moved and distinct ids the list names for ``dataset``.
+    """
+    import dataclasses
+
+    import polars as pl
+
+    from curate.formats.schema import REJECT_SCHEMA
+
+    listed = exclusions
+    if "dataset" in listed.columns:
+        listed = listed.filter(pl.col("dataset").cast(pl.String) == dataset)
+    detail = (
+        pl.format("duplicate of {}", pl.col("group").cast(pl.String))
+        if "group" in listed.columns
+        else pl.lit("listed in the exclusion list")
+    )
+    listed = listed.select(pl.col("id").cast(pl.String), detail.alias("detail")).unique(
+        "id", keep="first", maintain_order=True
+    )
+    annotations = parsed.annotations
+    keyed = annotations.with_columns(pl.col("id").cast(pl.String).alias("_exclusion_id"))
+    matched = keyed.join(listed.rename({"id": "_exclusion_id"}), on="_exclusion_id", how="inner")
+    if matched.height == 0:
+        return parsed, 0, listed.height
+    kept = keyed.join(listed.rename({"id": "_exclusion_id"}), on="_exclusion_id", how="anti").drop("_exclusion_id")
+    moved = matched.select(
+        pl.col("dataset").cast(pl.String),
+        pl.col("split").cast(pl.String),
+        pl.col("source_file").cast(pl.String),
+        pl.col("source_row").cast(pl.Int64),
+        pl.col("id").cast(pl.String),
+        pl.lit(EXCLUDED_AS_DUPLICATE).alias("reason"),
+        pl.col("detail").fill_null("listed in the exclusion list"),
+    ).cast(REJECT_SCHEMA)
+    rejects = pl.concat([parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA), moved], how="vertical")
+    return dataclasses.replace(parsed, annotations=kept, rejects=rejects), matched.height, listed.height
 
 
 def _read_source(
@@ -360,6 +437,22 @@ def _print_study(results: dict[str, Any]) -> None:
             f"{pct(run['balanced'])} / {pct(run['class_frequency'])}" if run else "–",
         )
     console.print(table)
+    run_rows = [(name, run) for name in results["policies"] for run in (results["per_policy"][name].get("runs") or [])]
+    if run_rows:
+        # One row per policy, protocol and data fingerprint: never averaged across them.
+        run_table = Table(title="registered runs (newest per policy, protocol and data fingerprint)")
+        for column in ("policy", "run", "protocol", "data fingerprint", "bal. acc.", "cf acc."):
+            run_table.add_column(column, justify="right" if column.endswith("acc.") else "left")
+        for name, run in run_rows:
+            run_table.add_row(
+                name,
+                str(run["name"]),
+                run.get("protocol") or "–",
+                run.get("data_fingerprint") or "–",
+                "–" if run["balanced"] is None else f"{100 * run['balanced']:.1f}%",
+                "–" if run["class_frequency"] is None else f"{100 * run['class_frequency']:.1f}%",
+            )
+        console.print(run_table)
     if results.get("vote_modes"):
         modes = results["vote_modes"]
         mode_table = Table(title="FER+ vote modes: rows kept")
@@ -369,3 +462,40 @@ def _print_study(results: dict[str, Any]) -> None:
         for mode in modes["modes"]:
             mode_table.add_row(mode, *(f"{modes['per_mode'][mode]['kept'][s]:,}" for s in modes["splits"]))
         console.print(mode_table)
+        _print_disagreement(modes.get("disagreement"), modes["canonical_names"])
+
+
+def _print_disagreement(numbers: dict[str, Any] | None, names: list[str]) -> None:
+    """FER+ crowd consensus and FER+ vs FER2013 disagreement per majority class."""
+    if not numbers or not numbers["kept"]:
+        return
+    from rich.table import Table
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}%"
+
+    fer = numbers.get("fer2013")
+    table = Table(title="FER+ vote disagreement (majority mode, kept rows)")
+    columns = ["majority label", "rows", "agreement", "unanimous"]
+    if fer:
+        columns += ["differs from FER2013"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "majority label" else "right")
+    for c, name in enumerate(names):
+        if not numbers["kept_per_class"][c]:
+            continue
+        cells = [
+            name,
+            f"{numbers['kept_per_class'][c]:,}",
+            pct(numbers["agreement"]["per_class"][c]),
+            pct(numbers["agreement"]["unanimous_share_per_class"][c]),
+        ]
+        if fer:
+            cells.append(pct(fer["disagreement_per_majority_class"][c]))
+        table.add_row(*cells)
+    console.print(table)
+    entropy = numbers["entropy"]
+    line = f"vote entropy: mean {entropy['mean']:.3f} bits, unanimous {pct(entropy['unanimous_share'])}"
+    if fer:
+        line += f"; FER+ majority differs from FER2013 on {pct(fer['disagreement'])} of {fer['rows']:,} rows"
+    console.print(line)

@@ -328,6 +328,43 @@ def run_accuracies(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def run_protocol(metrics: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(protocol card key, data fingerprint)`` a run recorded in its metrics (``train/loop.py``)."""
+    protocol = metrics.get("protocol")
+    fingerprint = metrics.get("data_fingerprint")
+    return (None if protocol is None else str(protocol), None if fingerprint is None else str(fingerprint))
+
+
+def policy_runs(runs: Sequence[Mapping[str, Any]], policy: str) -> list[dict[str, Any]]:
+    """The registered runs of one policy, one entry per (protocol, data fingerprint).
+
+    ``runs`` come newest first (:func:`curate.workspace.runs_from`); per distinct protocol
+    card and data fingerprint the newest run is kept, so runs measured under different
+    protocols or on different data are listed side by side and never averaged or merged.
+    Each entry: ``name``, ``path``, ``protocol``, ``data_fingerprint`` (``None`` when the run
+    did not record them), the accuracies of :func:`run_accuracies` and ``runs`` (how many
+    registered runs share that protocol and fingerprint).
+    """
+    out: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    for run in runs:
+        if run["policy"] != policy:
+            continue
+        metrics = run.get("metrics") or {}
+        key = run_protocol(metrics)
+        if key in out:
+            out[key]["runs"] += 1
+            continue
+        out[key] = {
+            "name": run["name"],
+            "path": run["path"],
+            "protocol": key[0],
+            "data_fingerprint": key[1],
+            **run_accuracies(metrics),
+            "runs": 1,
+        }
+    return list(out.values())
+
+
 def policy_study(
     workspace: Any,
     dataset: str,
@@ -344,8 +381,9 @@ def policy_study(
     split, two evaluation views -- each non-train split (for AffectNet ``validation`` is the
     *balanced* view) and ``class_frequency`` (the hold-out of train by
     :func:`~curate.studies.holdout.class_frequency_holdout`) -- with what a majority-class
-    predictor would score on each, and the accuracies of the newest registered run with that
-    policy. When the dataset has valence/arousal, ``va`` compares each label's V/A with
+    predictor would score on each, and the registered runs of that policy (``runs``: the newest
+    per protocol card and data fingerprint, with both printed beside the numbers; ``run``: the
+    newest of them). When the dataset has valence/arousal, ``va`` compares each label's V/A with
     Neutral's (see :func:`va_comparison`).
     """
     resolved = [labels.get_policy(p) for p in policies]
@@ -393,12 +431,8 @@ def policy_study(
                 "views": {s: _view_summary(v, policy) for (_, s), v in counts.items() if s != "train"},
             }
             entry["views"]["class_frequency"] = _view_summary(cf, policy)
-            matching = [r for r in runs if r["policy"] == policy.name]
-            entry["run"] = (
-                {"name": matching[0]["name"], "path": matching[0]["path"], **run_accuracies(matching[0]["metrics"])}
-                if matching
-                else None
-            )
+            entry["runs"] = policy_runs(runs, policy.name)
+            entry["run"] = entry["runs"][0] if entry["runs"] else None
             per_policy[policy.name] = entry
         va = va_comparison(con, dataset, resolved, sample=va_sample, seed=seed)
     train_total = canonical_counts.get((dataset, "train"), np.zeros(labels.NUM_CANONICAL + 1, np.int64))[:-1]

@@ -53,6 +53,13 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _policy_runs(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A policy's run rows (``runs``; older study.json files only have ``run``)."""
+    if entry.get("runs") is not None:
+        return list(entry["runs"])
+    return [entry["run"]] if entry.get("run") else []
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -156,15 +163,28 @@ def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> t
             rows,
         )
     )
-    runs = [(n, per_policy[n]["run"]) for n in names if per_policy[n].get("run")]
+    runs = [(n, r) for n in names for r in _policy_runs(per_policy[n])]
     out += ["", "## Registered runs", ""]
     if runs:
-        out.append(
+        out += [
+            "One row per policy, protocol card and data fingerprint (the newest such run): runs of one policy "
+            "measured under different protocols or on different data are listed apart, never averaged.",
+            "",
             md_table(
-                ["policy", "run", "balanced acc.", "class-frequency acc."],
-                [[f"`{n}`", r["name"], _pct(r["balanced"]), _pct(r["class_frequency"])] for n, r in runs],
-            )
-        )
+                ["policy", "run", "protocol", "data fingerprint", "balanced acc.", "class-frequency acc."],
+                [
+                    [
+                        f"`{n}`",
+                        r["name"],
+                        f"`{r['protocol']}`" if r.get("protocol") else "–",
+                        f"`{r['data_fingerprint']}`" if r.get("data_fingerprint") else "–",
+                        _pct(r["balanced"]),
+                        _pct(r["class_frequency"]),
+                    ]
+                    for n, r in runs
+                ],
+            ),
+        ]
     else:
         out.append("No training runs registered for these policies yet (`Workspace.register_run`).")
 
@@ -457,6 +477,8 @@ def _vote_mode_report(results: Mapping[str, Any], folder: Path, _: Any, *, level
             ],
         )
     )
+    if results.get("disagreement"):
+        out += _disagreement_section(results["disagreement"], names, h2)
     figures = [
         _plot_mode_counts(results, folder / "mode_counts.png"),
         _plot_agreement(results, folder / "agreement.png"),
@@ -471,6 +493,59 @@ def _vote_mode_report(results: Mapping[str, Any], folder: Path, _: Any, *, level
         "",
     ]
     return "\n".join(out), figures
+
+
+def _disagreement_section(numbers: Mapping[str, Any], names: Sequence[str], h2: str) -> list[str]:
+    """Vote entropy, crowd consensus and FER+ vs FER2013 disagreement (``vote_disagreement``)."""
+    entropy = numbers["entropy"]
+    agreement = numbers["agreement"]
+    out = ["", f"{h2} Vote disagreement", ""]
+    out.append(
+        f"Vote entropy over all {numbers['rows']:,} rows (bits, max {_fmt(entropy['max'], 2)}): mean "
+        f"{_fmt(entropy['mean'])}, median {_fmt(entropy['median'])}, 90th percentile {_fmt(entropy['p90'])}; "
+        f"unanimous rows {_pct(entropy['unanimous_share'])}; mean of kept rows {_fmt(entropy['mean_kept'])}, "
+        f"of dropped rows {_fmt(entropy['mean_dropped'])}."
+    )
+    out += [
+        "",
+        f"Crowd consensus on the {numbers['kept']:,} rows the `majority` mode keeps: *agreement* is the share of a "
+        "row's votes cast for its majority label (FER+ publishes vote counts, not per-annotator labels, so "
+        f"cleanlab's multi-annotator scores do not apply). Overall {_pct(agreement['overall'])}, unanimous "
+        f"{_pct(agreement['unanimous_share'])}.",
+        "",
+    ]
+    fer = numbers.get("fer2013")
+    used = [c for c in range(len(names)) if numbers["kept_per_class"][c] or (fer and fer["rows_per_fer2013_class"][c])]
+    headers = ["majority label", "rows", "agreement", "unanimous"]
+    if fer:
+        headers += ["with FER2013 label", "differs from FER2013", "FER2013 rows of this class", "FER2013 label differs"]
+    rows = []
+    for c in used:
+        row = [
+            names[c],
+            numbers["kept_per_class"][c],
+            _pct(agreement["per_class"][c]),
+            _pct(agreement["unanimous_share_per_class"][c]),
+        ]
+        if fer:
+            row += [
+                fer["rows_per_majority_class"][c],
+                _pct(fer["disagreement_per_majority_class"][c]),
+                fer["rows_per_fer2013_class"][c],
+                _pct(fer["disagreement_per_fer2013_class"][c]),
+            ]
+        rows.append(row)
+    out.append(md_table(headers, rows))
+    out.append("")
+    if fer:
+        out.append(
+            f"The FER+ majority label differs from the original FER2013 label on {_pct(fer['disagreement'])} of the "
+            f'{fer["rows"]:,} kept rows that have one ("differs from FER2013": by majority class; "FER2013 label '
+            'differs": by the original class).'
+        )
+    else:
+        out.append("No FER2013 original labels in the workspace (only the votes file was ingested).")
+    return out
 
 
 def _plot_mode_counts(results: Mapping[str, Any], path: Path) -> Path:
