@@ -140,7 +140,21 @@ def load_command(
             + (f", {run_summary.unmatched} ids not in the dataset" if run_summary.unmatched else ""),
             highlight=False,
         )
+        console.print(f"    {_provenance(run_summary.protocol, run_summary.data_fingerprint)}", highlight=False)
+    if summary.duplicates.get("samples"):
+        console.print(
+            f"  duplicates: {summary.duplicates['samples']:,} samples in {summary.duplicates['groups']:,} groups "
+            f"(from {summary.duplicates['pairs']:,} pairs in the workspace's duplicate_pairs)",
+            highlight=False,
+        )
     _print_views(summary.views)
+
+
+def _provenance(protocol: str | None, fingerprint: str | None) -> str:
+    """``protocol affectnet-8@1, data sha256:...`` (``docs/protocols.md``)."""
+    return (
+        f"protocol {protocol or 'none (no protocol card)'}, data {fingerprint or 'unknown (no fingerprint recorded)'}"
+    )
 
 
 def _print_views(views: dict[str, Any]) -> None:
@@ -165,7 +179,7 @@ def report_command(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Confusions listed per run.")] = 10,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Print the saved views' sizes and each run's worst confusions (no browser needed)."""
+    """Print the saved views' sizes, duplicate groups and each run's protocol, fingerprint and worst confusions."""
     from curate.review import views
 
     try:
@@ -185,16 +199,24 @@ def report_command(
         active = " (active)" if run.key == result.active_run else ""
         console.print(
             f"[bold]run {run.name}[/]{active}: accuracy {accuracy} on {run.evaluated:,} samples vs {run.gt_field} "
-            f"(eval key {run.eval_key}); {run.label_issues} label issues flagged",
+            f"(eval key {run.eval_key}); {run.label_issues} label issues flagged\n"
+            f"  {_provenance(run.protocol, run.data_fingerprint)}",
             highlight=False,
         )
-        table = Table(title="worst confusions", title_justify="left")
+        table = Table(title=f"worst confusions ({run.protocol or 'no protocol'})", title_justify="left")
         table.add_column("ground truth")
         table.add_column("predicted")
         table.add_column("count", justify="right")
         for truth, predicted, count in run.confusions:
             table.add_row(str(truth), str(predicted), f"{count:,}")
         console.print(table)
+    if result.duplicates:
+        dup = result.duplicates
+        console.print(
+            f"duplicates: {dup['samples']:,} samples in {dup['groups']:,} groups, {dup['cross_split']:,} of them "
+            "across splits (saved view `duplicates`)",
+            highlight=False,
+        )
     if result.tags:
         console.print("tags: " + ", ".join(f"{tag} {count}" for tag, count in result.tags.items()), highlight=False)
 

@@ -865,10 +865,13 @@ def update_app_config(ds: Any) -> None:
             "va_annotated",
             "votes",
             "vote_entropy",
+            "duplicate_group",
+            "duplicate_group_size",
         ):
             groups["annotation"].append(name)
         else:
             groups["other"].append(name)
+    ds.description = describe_dataset(info)
     ds.app_config.sidebar_groups = [
         fo.SidebarGroupDocument(name="tags", paths=[]),
         fo.SidebarGroupDocument(name="label tags", paths=[]),
@@ -879,6 +882,17 @@ def update_app_config(ds: Any) -> None:
         ],
     ]
     ds.save()
+
+
+def describe_dataset(info: Mapping[str, Any]) -> str:
+    """The dataset description the App shows: the source, each run's protocol and data fingerprint."""
+    lines = [f"curate review of {info.get('dataset', '?')} ({info.get('source', {}).get('key', '?')})"]
+    for record in info.get("runs", {}).values():
+        lines.append(
+            f"run {record.get('name')}: protocol {record.get('protocol') or 'none'}, "
+            f"data {record.get('data_fingerprint') or 'unknown'}"
+        )
+    return "\n".join(lines)
 
 
 def ingest_table(table: ReviewTable, *, name: str, batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
@@ -898,6 +912,7 @@ def ingest_table(table: ReviewTable, *, name: str, batch_size: int = DEFAULT_BAT
             "active_run": None,
             "loaded": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
+        ds.description = describe_dataset(ds.info[INFO_KEY])
         ds.save()
     except BaseException:
         _delete_quietly(ds)
@@ -928,6 +943,24 @@ class RunInfo:
     @property
     def predictions_path(self) -> Path:
         return self.path / "predictions.parquet"
+
+    def provenance(self) -> tuple[str | None, str | None]:
+        """``(protocol card key, data fingerprint)`` the run recorded (``docs/protocols.md``).
+
+        ``config.json`` holds both (``protocol``, ``data_fingerprint``); ``metrics.json`` is
+        the fallback for a run whose config lacks them. ``None`` where the run has none
+        (a custom policy has no protocol card; runs older than the cards have neither).
+        """
+        protocol, fingerprint = self.config.get("protocol"), self.config.get("data_fingerprint")
+        if protocol is None or fingerprint is None:
+            try:
+                metrics = json.loads((self.path / "metrics.json").read_text())
+            except (OSError, ValueError):
+                metrics = {}
+            if isinstance(metrics, dict):
+                protocol = protocol if protocol is not None else metrics.get("protocol")
+                fingerprint = fingerprint if fingerprint is not None else metrics.get("data_fingerprint")
+        return (None if protocol is None else str(protocol), None if fingerprint is None else str(fingerprint))
 
 
 def resolve_run(run: str | os.PathLike[str], *, workspace: Any | None = None) -> RunInfo:
@@ -1059,6 +1092,8 @@ class RunSummary:
     accuracy: float | None
     flagged: int
     scores: dict[str, Any] = dataclasses.field(default_factory=dict)
+    protocol: str | None = None
+    data_fingerprint: str | None = None
 
 
 def attach_run(
@@ -1117,6 +1152,11 @@ def attach_run(
             f"Pass --allow-partial to load the {matched.height} predictions that match"
         )
     fields = RunFields.for_run(run.name)
+    protocol, fingerprint = run.provenance()
+    # Shown in the App on every prediction (tooltip, sidebar filter) and in the eval config.
+    provenance = {
+        name: value for name, value in (("protocol", protocol), ("data_fingerprint", fingerprint)) if value is not None
+    }
     remove_run(ds, fields.key)  # reloading a run replaces it
     before = set(ds.get_field_schema())
     log(
@@ -1134,11 +1174,15 @@ def attach_run(
         ds.set_values(
             fields.pred,
             {
-                sid: fo.Classification(label=policy.classes[p], confidence=float(c), logits=np.asarray(lg, np.float32))
+                sid: fo.Classification(
+                    label=policy.classes[p], confidence=float(c), logits=np.asarray(lg, np.float32), **provenance
+                )
                 for sid, p, c, lg in zip(ids, predicted, confidence, logits, strict=True)
             },
             key_field="source_id",
         )
+        if provenance:
+            ds.add_dynamic_sample_fields(fields=fields.pred)
         for column, field in (("valence_pred", fields.valence), ("arousal_pred", fields.arousal)):
             if column in matched.columns and matched[column].null_count() < matched.height:
                 values = {sid: float(v) for sid, v in zip(ids, matched[column].to_list(), strict=True) if v is not None}
@@ -1157,7 +1201,13 @@ def attach_run(
         accuracy = None
         if len(view):
             results = view.evaluate_classifications(
-                fields.pred, gt_field=gt_field, eval_key=eval_key, classes=list(policy.classes), progress=False
+                fields.pred,
+                gt_field=gt_field,
+                eval_key=eval_key,
+                classes=list(policy.classes),
+                progress=False,
+                protocol=protocol,  # stored in the evaluation's config (the App's Model Evaluation panel)
+                data_fingerprint=fingerprint,
             )
             accuracy = float(results.metrics()["accuracy"])
         scores = errors.score_run(ds, fields, gt_field=gt_field, predictions=matched, classes=policy.classes, log=log)
@@ -1174,6 +1224,8 @@ def attach_run(
             "accuracy": accuracy,
             "top_k": top_k,
             "scores": scores,
+            "protocol": protocol,
+            "data_fingerprint": fingerprint,
         }
         info = ds.info.get(INFO_KEY) or {}
         info.setdefault("runs", {})[fields.key] = record
@@ -1198,6 +1250,8 @@ def attach_run(
         accuracy=accuracy,
         flagged=int(scores.get("label_issues", 0)),
         scores=scores,
+        protocol=protocol,
+        data_fingerprint=fingerprint,
     )
 
 
@@ -1220,6 +1274,7 @@ def remove_run(ds: Any, key: str, *, created: set[str] | None = None) -> None:
         if info.get("active_run") == key:
             info["active_run"] = next(reversed(info["runs"]), None) if info["runs"] else None
         ds.info[INFO_KEY] = info
+        ds.description = describe_dataset(info)
         ds.save()
 
 
@@ -1244,6 +1299,7 @@ class LoadSummary:
     runs: list[RunSummary] = dataclasses.field(default_factory=list)
     views: dict[str, int] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    duplicates: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def default_source(dataset: str, workspace: Any) -> dict[str, str]:
@@ -1318,6 +1374,9 @@ def load(
     from curate.review import db, views
 
     _check_dataset(dataset)
+    notes: list[str] = []
+    pairs = _duplicate_pairs(workspace, dataset, notes)
+    keep_groups = bool(notes)  # the pairs table could not be read: leave the groups as they are
     if manual_dir is None and data_dir is None:
         defaults = default_source(dataset, workspace)
         manual_dir, data_dir = defaults.get("manual_dir"), defaults.get("data_dir")
@@ -1339,7 +1398,7 @@ def load(
         and old_info.get("source", {}).get("fingerprint") == source.fingerprint
         and old_info.get("layout_version") == LAYOUT_VERSION
     )
-    summary = LoadSummary(name=name, source=source.describe(), samples=0, built=False, refused=refused)
+    summary = LoadSummary(name=name, source=source.describe(), samples=0, built=False, refused=refused, notes=notes)
     if unchanged and not refresh:
         ds = existing
         log(f"{name}: samples up to date ({len(ds)}); not rebuilt")
@@ -1362,6 +1421,8 @@ def load(
                 summary.runs += reattach_runs(ds, old_info, skip=run_info, notes=summary.notes, log=log)
             if run_info is not None:
                 summary.runs.append(attach_run(ds, run_info, allow_partial=allow_partial, top_k=top_k, log=log))
+            if not keep_groups:
+                summary.duplicates = _mark_duplicates(ds, pairs, dataset, log)
             summary.views = views.create_views(ds)
             _swap_in(ds, existing, name)
         except BaseException:
@@ -1372,9 +1433,40 @@ def load(
 
     if run_info is not None:
         summary.runs.append(attach_run(ds, run_info, allow_partial=allow_partial, top_k=top_k, log=log))
+    if not keep_groups:
+        summary.duplicates = _mark_duplicates(ds, pairs, dataset, log)
     summary.views = views.create_views(ds)
     summary.samples = len(ds)
     return summary
+
+
+def _duplicate_pairs(workspace: Any, dataset: str, notes: list[str]) -> Any | None:
+    """The workspace's ``duplicate_pairs`` rows of ``dataset`` (``None``: no table, or unreadable -> a note)."""
+    import duckdb
+
+    from curate.review import duplicates
+    from curate.workspace import WorkspaceError
+
+    try:
+        return duplicates.read_pairs(workspace, dataset)
+    except (WorkspaceError, OSError, duckdb.Error) as error:  # busy workspace, a table of another layout
+        notes.append(f"duplicate groups not updated: {error}")
+        return None
+
+
+def _mark_duplicates(ds: Any, pairs: Any | None, dataset: str, log: Log) -> dict[str, int]:
+    """Write the duplicate groups of ``pairs`` on ``ds`` and record them in ``ds.info``."""
+    from curate.review import duplicates
+
+    result = duplicates.mark_duplicates(ds, pairs, dataset)
+    info = ds.info.get(INFO_KEY) or {}
+    info["duplicates"] = result.to_info()
+    ds.info[INFO_KEY] = info
+    ds.save()
+    update_app_config(ds)
+    if result.samples:
+        log(f"duplicate groups: {result.samples} samples in {result.groups} groups ({result.pairs} pairs)")
+    return result.to_info()
 
 
 def reattach_runs(

@@ -12,6 +12,7 @@ Scope
 ``merged-by-policy``      rows whose label some shipped policy changes (e.g. Contempt -> Neutral)
 ``annotator-disagreement`` FER+ rows with vote entropy >= ``entropy_threshold`` bits
 ``no-va``                 AffectNet rows without valence/arousal
+``duplicates``            rows in a duplicate group (``curate audit duplicates``), sorted by group
 ========================  =================================================================
 
 The run views use the *active* run (the last one loaded; ``dataset.info["curate"]``).
@@ -25,6 +26,7 @@ import collections
 import dataclasses
 from typing import Any
 
+from curate.review import duplicates
 from curate.review.load import INFO_KEY, RunFields
 
 #: Default confidence above which a wrong prediction counts as a confident mistake.
@@ -39,6 +41,7 @@ VIEW_DESCRIPTIONS = {
     "merged-by-policy": "Rows whose label a shipped policy changes (merged into another class)",
     "annotator-disagreement": "FER+ rows whose votes have entropy >= {entropy:g} bits, most disputed first",
     "no-va": "AffectNet rows without valence/arousal annotations",
+    "duplicates": "{samples} rows in {groups} duplicate groups (curate audit duplicates), copies side by side",
 }
 VIEW_NAMES: tuple[str, ...] = tuple(VIEW_DESCRIPTIONS)
 
@@ -83,6 +86,12 @@ def build_views(
         out["annotator-disagreement"] = (disputed, VIEW_DESCRIPTIONS["annotator-disagreement"].format(**fmt))
     if ds.has_sample_field("va_annotated"):
         out["no-va"] = (ds.match(F("va_annotated") == False), VIEW_DESCRIPTIONS["no-va"])  # noqa: E712
+    stats = duplicates.group_stats(ds)
+    if stats:
+        copies = ds.exists(duplicates.GROUP_FIELD).sort_by(
+            [(duplicates.GROUP_FIELD, 1), ("split", 1), ("source_id", 1)]
+        )
+        out["duplicates"] = (copies, VIEW_DESCRIPTIONS["duplicates"].format(**stats))
     return out
 
 
@@ -119,6 +128,8 @@ class RunReport:
     accuracy: float | None
     label_issues: int
     confusions: list[tuple[str, str, int]]
+    protocol: str | None = None
+    data_fingerprint: str | None = None
 
 
 @dataclasses.dataclass
@@ -134,6 +145,7 @@ class ReviewReport:
     runs: list[RunReport]
     tags: dict[str, int]
     active_run: str | None
+    duplicates: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def worst_confusions(
@@ -175,6 +187,8 @@ def report(ds: Any, *, limit: int = 10) -> ReviewReport:
                 confusions=worst_confusions(ds, fields.pred, record["gt_field"], eval_key, limit=limit)
                 if evaluated
                 else [],
+                protocol=record.get("protocol"),
+                data_fingerprint=record.get("data_fingerprint"),
             )
         )
     views = {}
@@ -194,4 +208,5 @@ def report(ds: Any, *, limit: int = 10) -> ReviewReport:
         runs=runs,
         tags=dict(sorted(tag_counts.items())),
         active_run=info.get("active_run"),
+        duplicates=duplicates.group_stats(ds),
     )
