@@ -78,7 +78,8 @@ def fake_run(root, name, policy, balanced, frequency, dataset="affectnet"):
         "balanced": {"accuracy": balanced, "balanced_accuracy": balanced, "macro_f1": balanced - 0.05, "count": 10},
         "class_frequency": {"accuracy": frequency, "balanced_accuracy": 0.3, "macro_f1": 0.2, "count": 10},
         "training": {"epochs_run": 3},
-        "protocol": None,
+        "protocol": "affectnet-7@1" if policy == "drop-7-plus" else None,
+        "data_fingerprint": f"sha256:{name}",
     }
     (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "COMPLETE").write_text("")
@@ -92,6 +93,9 @@ def test_comparison_table_from_run_folders(tmp_path) -> None:
     markdown = loop.comparison_markdown(table)
     assert "| merge-to-neutral | 7 | 37.6 | 57.1 |" in markdown
     assert "| drop-7-plus | 7 | 21.1 | 53.9 |" in markdown
+    # Every row names its protocol card and the fingerprint of the data it was measured on.
+    assert "| affectnet-7@1 | sha256:b | b |" in markdown
+    assert "| - | sha256:a | a |" in markdown
     paths = loop.write_comparison(table, tmp_path / "out" / "cmp")
     assert json.loads(paths["json"].read_text())["rows"][0]["balanced_accuracy"] == 0.376
 

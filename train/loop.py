@@ -558,6 +558,7 @@ def compare_runs(
             "image_size": config["image_size"],
             "epochs": metrics.get("training", {}).get("epochs_run"),
             "protocol": metrics.get("protocol"),
+            "data_fingerprint": metrics.get("data_fingerprint"),
         }
         for view in ("balanced", "class_frequency", "test"):
             if view in metrics:
@@ -577,7 +578,7 @@ def comparison_markdown(table: dict[str, Any]) -> str:
     ]  # fmt: skip
     if has_test:
         header += ["test acc", "test bal-acc"]
-    header += ["protocol", "run"]
+    header += ["protocol", "data", "run"]
 
     def pct(value: Any) -> str:
         return "" if value is None else f"{100 * value:.1f}"
@@ -588,7 +589,7 @@ def comparison_markdown(table: dict[str, Any]) -> str:
         "",
         "| " + " | ".join(header) + " |",
         "|"
-        + "|".join("---" if i in (0, len(header) - 2, len(header) - 1) else "---:" for i in range(len(header)))
+        + "|".join("---" if i in (0, len(header) - 3, len(header) - 2, len(header) - 1) else "---:" for i in range(len(header)))
         + "|",
     ]
     for r in rows:
@@ -604,7 +605,7 @@ def comparison_markdown(table: dict[str, Any]) -> str:
         ]
         if has_test:
             cells += [pct(r.get("test_accuracy")), pct(r.get("test_balanced_accuracy"))]
-        cells += [r.get("protocol") or "-", r["run"]]
+        cells += [r.get("protocol") or "-", r.get("data_fingerprint") or "-", r["run"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
