@@ -19,6 +19,11 @@ Scope
   evaluated with ``evaluate_classifications`` under an identifier-style eval key per run
   and policy; :mod:`curate.review.errors` adds mistakenness, hardness and confident-learning
   scores, :mod:`curate.review.views` the saved views.
+* V/A consistency (:func:`mark_va_outliers`, AffectNet only): every load scores the
+  dataset's valence/arousal annotations with :func:`curate.audit.va_outliers` (``k`` =
+  :data:`VA_OUTLIER_K`) and writes ``va_outlier`` (bool) and ``va_distance`` (the robust
+  per-label distance; ``None`` without V/A) on each sample; the saved view ``va-outliers``
+  lists the flagged rows.
 * :func:`load` ties it together and never leaves a half-loaded dataset: a new or rebuilt
   dataset is built under a temporary (non-persistent) name and renamed at the end; a run
   added to an existing dataset is removed again if anything fails.
@@ -54,6 +59,11 @@ GROUND_TRUTH_FIELD = "ground_truth"
 INFO_KEY = "curate"
 #: Version of the sample layout written by :func:`ingest_table`; a change forces a rebuild.
 LAYOUT_VERSION = 1
+#: Sample fields of the V/A consistency audit (AffectNet): the flag and the robust distance.
+VA_OUTLIER_FIELD = "va_outlier"
+VA_DISTANCE_FIELD = "va_distance"
+#: ``k`` of :func:`curate.audit.va_outliers` used by :func:`load`.
+VA_OUTLIER_K = 3.0
 #: Documents per ``insert_many`` call.
 DEFAULT_BATCH_SIZE = 2000
 #: Prediction views of ``predictions.parquet`` that hold out-of-sample predictions, in the
@@ -867,6 +877,8 @@ def update_app_config(ds: Any) -> None:
             "vote_entropy",
             "duplicate_group",
             "duplicate_group_size",
+            VA_OUTLIER_FIELD,
+            VA_DISTANCE_FIELD,
         ):
             groups["annotation"].append(name)
         else:
@@ -1300,6 +1312,7 @@ class LoadSummary:
     views: dict[str, int] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     duplicates: dict[str, int] = dataclasses.field(default_factory=dict)
+    va_outliers: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def default_source(dataset: str, workspace: Any) -> dict[str, str]:
@@ -1421,6 +1434,7 @@ def load(
                 summary.runs += reattach_runs(ds, old_info, skip=run_info, notes=summary.notes, log=log)
             if run_info is not None:
                 summary.runs.append(attach_run(ds, run_info, allow_partial=allow_partial, top_k=top_k, log=log))
+            summary.va_outliers = mark_va_outliers(ds, dataset, log=log)
             if not keep_groups:
                 summary.duplicates = _mark_duplicates(ds, pairs, dataset, log)
             summary.views = views.create_views(ds)
@@ -1433,11 +1447,59 @@ def load(
 
     if run_info is not None:
         summary.runs.append(attach_run(ds, run_info, allow_partial=allow_partial, top_k=top_k, log=log))
+    summary.va_outliers = mark_va_outliers(ds, dataset, log=log)
     if not keep_groups:
         summary.duplicates = _mark_duplicates(ds, pairs, dataset, log)
     summary.views = views.create_views(ds)
     summary.samples = len(ds)
     return summary
+
+
+def mark_va_outliers(ds: Any, dataset: str, *, k: float = VA_OUTLIER_K, log: Log = _quiet) -> dict[str, Any]:
+    """Score the V/A annotations of ``ds`` with :func:`curate.audit.va_outliers`; write the flags.
+
+    Every sample gets ``va_outlier`` (bool; false where the row is not scored) and
+    ``va_distance`` (float; ``None`` without valence/arousal). Labels are the canonical
+    ``label_index``. Returns (and records in ``ds.info``) ``k``, ``scored`` and
+    ``flagged``; an empty dict -- nothing written -- for datasets without V/A (not AffectNet).
+    """
+    if dataset != "affectnet" or not ds.has_sample_field("valence"):
+        return {}
+    import fiftyone as fo
+    import polars as pl
+
+    from curate import audit
+
+    ids, label_index, valence, arousal, annotated = ds.values(
+        ["source_id", "label_index", "valence", "arousal", "va_annotated"]
+    )
+    frame = pl.DataFrame(
+        {"id": ids, "label": label_index, "valence": valence, "arousal": arousal, "va_annotated": annotated},
+        schema={
+            "id": pl.String,
+            "label": pl.Int64,
+            "valence": pl.Float64,
+            "arousal": pl.Float64,
+            "va_annotated": pl.Boolean,
+        },
+    )
+    scored = audit.va_outliers(frame, k=k)
+    distance = dict(zip(scored["id"].to_list(), scored["distance"].to_list(), strict=True))
+    flagged = set(scored.filter(pl.col("outlier"))["id"].to_list())
+    if not ds.has_sample_field(VA_OUTLIER_FIELD):
+        ds.add_sample_field(VA_OUTLIER_FIELD, fo.BooleanField)
+    if not ds.has_sample_field(VA_DISTANCE_FIELD):
+        ds.add_sample_field(VA_DISTANCE_FIELD, fo.FloatField)
+    ds.set_values(VA_DISTANCE_FIELD, [None if distance.get(i) is None else float(distance[i]) for i in ids])
+    ds.set_values(VA_OUTLIER_FIELD, [i in flagged for i in ids])
+    result = {"k": float(k), "scored": scored.height, "flagged": len(flagged)}
+    info = ds.info.get(INFO_KEY) or {}
+    info["va_outliers"] = result
+    ds.info[INFO_KEY] = info
+    ds.save()
+    update_app_config(ds)
+    log(f"V/A outliers: {len(flagged)} of {scored.height} annotated rows (k={k:g})")
+    return result
 
 
 def _duplicate_pairs(workspace: Any, dataset: str, notes: list[str]) -> Any | None:

@@ -13,7 +13,11 @@ Scope
 ``annotator-disagreement`` FER+ rows with vote entropy >= ``entropy_threshold`` bits
 ``no-va``                 AffectNet rows without valence/arousal
 ``duplicates``            rows in a duplicate group (``curate audit duplicates``), sorted by group
+``va-outliers``           AffectNet rows flagged by the V/A consistency audit, farthest first
 ========================  =================================================================
+
+``va-outliers`` (like ``duplicates``) is saved only when it has rows: the flags come from
+:func:`curate.review.load.mark_va_outliers` (``va_outlier`` / ``va_distance``).
 
 The run views use the *active* run (the last one loaded; ``dataset.info["curate"]``).
 :func:`report` gathers view sizes, per-run accuracy and the worst confusions for
@@ -27,7 +31,7 @@ import dataclasses
 from typing import Any
 
 from curate.review import duplicates
-from curate.review.load import INFO_KEY, RunFields
+from curate.review.load import INFO_KEY, VA_DISTANCE_FIELD, VA_OUTLIER_FIELD, VA_OUTLIER_K, RunFields
 
 #: Default confidence above which a wrong prediction counts as a confident mistake.
 CONFIDENT_THRESHOLD = 0.8
@@ -42,6 +46,8 @@ VIEW_DESCRIPTIONS = {
     "annotator-disagreement": "FER+ rows whose votes have entropy >= {entropy:g} bits, most disputed first",
     "no-va": "AffectNet rows without valence/arousal annotations",
     "duplicates": "{samples} rows in {groups} duplicate groups (curate audit duplicates), copies side by side",
+    "va-outliers": "AffectNet rows whose valence/arousal is far from their label's typical region "
+    "(robust distance > median + {k:g}·1.4826·MAD per label), farthest first",
 }
 VIEW_NAMES: tuple[str, ...] = tuple(VIEW_DESCRIPTIONS)
 
@@ -92,6 +98,11 @@ def build_views(
             [(duplicates.GROUP_FIELD, 1), ("split", 1), ("source_id", 1)]
         )
         out["duplicates"] = (copies, VIEW_DESCRIPTIONS["duplicates"].format(**stats))
+    if ds.has_sample_field(VA_OUTLIER_FIELD):
+        flagged = ds.match(F(VA_OUTLIER_FIELD) == True).sort_by(VA_DISTANCE_FIELD, reverse=True)  # noqa: E712
+        if len(flagged):
+            k = (info.get("va_outliers") or {}).get("k", VA_OUTLIER_K)
+            out["va-outliers"] = (flagged, VIEW_DESCRIPTIONS["va-outliers"].format(k=k))
     return out
 
 
