@@ -445,6 +445,47 @@ def test_ferplus_synthetic_accounting(ferplus_synthetic, tmp_path):
             np.testing.assert_array_equal(example["image"], expected)
 
 
+def test_ferplus_exclusion_list_in_manual_dir(ferplus_synthetic, tmp_path):
+    """``curate_exclusions.parquet`` in the manual dir: listed ids become builder rejects."""
+    from curate.formats import ferplus as ferplus_format
+
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in ("fer2013.csv", "fer2013new.csv"):
+        shutil.copy(ferplus_synthetic / name, manual / name)
+    annotations = ferplus_format.read(manual, with_pixels=False).annotations
+    train_ids = annotations.filter(pl.col("split") == "train")["id"].to_list()[:3]
+    test_id = annotations.filter(pl.col("split") == "test")["id"][0]
+    listed = [*train_ids, test_id]
+    pl.DataFrame(
+        {
+            "dataset": ["ferplus"] * len(listed) + ["rafdb"],
+            "id": [*listed, annotations["id"][-1]],  # another dataset's row: ignored here
+            "split": ["train"] * len(train_ids) + ["test", "train"],
+            "group": [f"ferplus:{test_id}"] * len(listed) + ["rafdb:x"],
+        }
+    ).write_parquet(manual / common.EXCLUSIONS_FILE)
+
+    builder = build("ferplus", manual, tmp_path / "data")
+    metadata = builder.info.metadata
+    assert metadata["annotation_files_sha256"][common.EXCLUSIONS_FILE] == common.sha256_file(
+        manual / common.EXCLUSIONS_FILE
+    )
+    expected = {"train": len(train_ids), "validation": 0, "test": 1}
+    for split, count in expected.items():
+        counts = metadata["counts"][split]
+        assert counts["rows_in"] == counts["examples"] + counts["rejects"]
+        assert metadata["reject_reasons"][split].get(common.EXCLUDED_DUPLICATE, 0) == count
+        assert ledger_counts(builder, split)[common.EXCLUDED_DUPLICATE] == count
+        stored = {e["id"].decode() for e in examples(builder, split)}
+        assert not stored & set(listed)
+    assert annotations["id"][-1] in {e["id"].decode() for e in examples(builder, "test")} | {
+        e["id"].decode() for e in examples(builder, "train")
+    } | {e["id"].decode() for e in examples(builder, "validation")}
+    record = next(r for r in common.read_ledger(builder.data_path, "test") if r["id"] == test_id)
+    assert record["stage"] == "builder" and record["detail"] == f"duplicate of ferplus:{test_id}"
+
+
 def _real_ferplus_csv() -> Path | None:
     candidates = [os.environ.get("FERPLUS_LABELS_CSV"), REPO.parent / "shared" / "data" / "ferplus" / "fer2013new.csv"]
     for candidate in candidates:

@@ -204,3 +204,58 @@ def test_missing_tfds_dataset_names_the_build_command(tmp_path) -> None:
     message = str(error.value)
     assert f"tfds build rafdb --imports tfds_builders --data_dir {tmp_path} --manual_dir" in message
     assert isinstance(error.value, ValueError)
+
+
+def test_exclude_list_drops_ids_from_training_and_holdout(tmp_path) -> None:
+    """``--exclude``: listed ids never reach a training batch nor the hold-out; views keep theirs."""
+    import polars as pl
+
+    from train import loop
+
+    source = synthetic_source("affectnet", per_class={"train": 6, "validation": 2}, image_size=32, seed=5)
+    train = source._splits["train"]
+    count = len(train["id"])
+    # every training image is constant, its value the row index: batches name their rows
+    train["image"] = np.broadcast_to(np.arange(count, dtype=np.uint8)[:, None, None, None], train["image"].shape).copy()
+    index_of = {str(key): i for i, key in enumerate(train["id"])}
+    plain_config = config("affectnet", augment=False)
+    plain = data.prepare_data(plain_config, source=source, verbose=False)
+    listed = [*map(str, plain.train_ids[:5]), str(plain.views["class_frequency"].ids[0])]
+    validation_id = str(source._splits["validation"]["id"][0])
+    other_dataset_id = str(plain.train_ids[5])
+    path = tmp_path / "exclusions.parquet"
+    pl.DataFrame(
+        {
+            "dataset": ["affectnet"] * (len(listed) + 1) + ["rafdb"],
+            "id": [*listed, validation_id, other_dataset_id],
+        }
+    ).write_parquet(path)
+
+    excluded_config = config("affectnet", augment=False, exclude=str(path))
+    prepared = data.prepare_data(excluded_config, source=source, verbose=False)
+    assert not set(listed) & set(prepared.train_ids)
+    assert not set(listed) & set(prepared.views["class_frequency"].ids)
+    assert other_dataset_id in set(prepared.train_ids)  # another dataset's row of the list
+    assert validation_id in set(prepared.views["balanced"].ids)  # official views are not filtered
+    assert prepared.train_count == plain.train_count - 5
+    assert prepared.describe()["exclusions"]["train_rows_excluded"] == len(listed)
+    seen: set[int] = set()
+    for images, _, _ in prepared.train.take(prepared.steps_per_epoch + 1):
+        seen |= set(np.asarray(images)[:, 0, 0, 0].astype(int).tolist())
+    assert not seen & {index_of[key] for key in listed}
+    assert seen == {index_of[str(key)] for key in prepared.train_ids}
+    # the tf.data filter itself (StaticHashTable over the ids), whatever the row selection says
+    rows = data._rows_dataset(
+        source, "train", train["id"], excluded_config, face_crop=False, exclude_ids=np.array(listed, dtype=object)
+    )
+    kept = {row["id"].decode() for row in rows.as_numpy_iterator()}
+    assert kept and not kept & set(listed)
+
+    resolved = excluded_config.to_dict()
+    assert resolved["exclude_count"] == len(listed) + 1
+    assert len(resolved["exclude_sha256"]) == 64
+    assert "exclude_sha256" not in plain_config.to_dict()
+    info = source.describe()
+    assert loop.data_fingerprint(excluded_config, info) != loop.data_fingerprint(plain_config, info)
+    with pytest.raises(TrainError, match="--exclude"):
+        config("affectnet", exclude=str(tmp_path / "missing.parquet"))

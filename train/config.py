@@ -95,6 +95,7 @@ class TrainConfig:
     runs_dir: str | None = None
     name: str | None = None
     deterministic: bool = True
+    exclude: str | None = None
 
     def __post_init__(self) -> None:
         if self.policy is None and self.dataset in DEFAULT_POLICY:
@@ -140,6 +141,8 @@ class TrainConfig:
             raise WeightsError(
                 f"--weights: no such file {self.weights!r} (give 'none' or a .h5/.weights.h5/.keras file)"
             )
+        if self.exclude is not None:
+            self.exclusions()  # TrainError for a missing or unreadable file
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.name):
             raise TrainError(f"--name {self.name!r}: use letters, digits, '.', '_', '+', '-' only")
 
@@ -160,6 +163,39 @@ class TrainConfig:
             return None
         return self.vote_mode or "majority"
 
+    def exclusions(self) -> tuple[tuple[str, ...], str] | None:
+        """``(ids, sha256)`` of ``--exclude`` for this run's dataset, or ``None`` without one.
+
+        Only rows of ``dataset`` count when the list has a ``dataset`` column (the audit's
+        file does); ids are distinct, in file order. Read once and kept.
+        """
+        if self.exclude is None:
+            return None
+        cached = getattr(self, "_exclusions_cache", None)
+        if cached is not None and cached[0] == self.exclude:
+            return cached[1]
+        import hashlib
+        import io
+
+        import polars as pl
+
+        path = Path(self.exclude)
+        if not path.is_file():
+            raise TrainError(f"--exclude: no such file {self.exclude!r} (give a Parquet exclusion list)")
+        raw = path.read_bytes()
+        try:
+            frame = pl.read_parquet(io.BytesIO(raw))
+        except Exception as error:  # polars raises several error types for a non-Parquet file
+            raise TrainError(f"--exclude {self.exclude}: not a readable Parquet file ({error})") from None
+        if "id" not in frame.columns:
+            raise TrainError(f"--exclude {self.exclude}: no 'id' column (columns: {', '.join(frame.columns)})")
+        if "dataset" in frame.columns:
+            frame = frame.filter(pl.col("dataset").cast(pl.String) == self.dataset)
+        ids = tuple(dict.fromkeys(frame.get_column("id").cast(pl.String).drop_nulls().to_list()))
+        result = (ids, hashlib.sha256(raw).hexdigest())
+        object.__setattr__(self, "_exclusions_cache", (self.exclude, result))
+        return result
+
     def run_name(self) -> str:
         """``--name`` or ``<dataset>-<policy>-<model>-<size>px-s<seed>``."""
         if self.name:
@@ -177,6 +213,10 @@ class TrainConfig:
         data["policy_name"] = self.policy_object.name
         data["policy_source"] = self.policy_object.source
         data["monitor_view"] = self.monitor_view
+        exclusions = self.exclusions()
+        if exclusions is not None:
+            data["exclude_sha256"] = exclusions[1]
+            data["exclude_count"] = len(exclusions[0])
         return data
 
     @classmethod

@@ -388,6 +388,8 @@ class PreparedData:
     cache: str
     representative: Callable[[], Any]  # images for int8 calibration
     cleanup: Callable[[], None]
+    #: ``--exclude``: ids listed for the dataset, SHA-256 of the file and train rows dropped.
+    exclusions: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -403,6 +405,7 @@ class PreparedData:
             "monitor_view": self.monitor_view,
             "target_kind": self.target_kind,
             "cache": self.cache,
+            **({"exclusions": dict(self.exclusions)} if self.exclusions is not None else {}),
             "views": {
                 name: {"split": view.split, "count": int(len(view.ids)), "description": view.description}
                 for name, view in self.views.items()
@@ -429,13 +432,27 @@ def target_function(config: TrainConfig) -> Any:
 
 
 def _rows_dataset(
-    source: Any, split: str, ids: np.ndarray, config: TrainConfig, *, face_crop: bool, targets_fn: Any = None
+    source: Any,
+    split: str,
+    ids: np.ndarray,
+    config: TrainConfig,
+    *,
+    face_crop: bool,
+    targets_fn: Any = None,
+    exclude_ids: Any = None,
 ) -> Any:
-    """Decoded, resized, labelled rows of ``split`` whose id is in ``ids`` (policy applied)."""
+    """Decoded, resized, labelled rows of ``split`` whose id is in ``ids`` (policy applied).
+
+    ``exclude_ids`` (``--exclude``): rows with one of these ids are filtered out in
+    ``tf.data`` through a ``StaticHashTable`` over the id strings, whatever ``ids`` says.
+    """
     import tensorflow as tf
 
     targets_fn = targets_fn or target_function(config)
     table = _id_table(ids)
+    excluded = (
+        _id_table(np.asarray(list(exclude_ids), dtype=object)) if exclude_ids is not None and len(exclude_ids) else None
+    )
     with_va = config.va_head
     size = config.image_size
     wanted = (readtime.LABEL_FEATURE[config.dataset], "valence", "arousal", "va_annotated")
@@ -450,7 +467,10 @@ def _rows_dataset(
         return row
 
     def selected(row: dict[str, Any]) -> Any:
-        return tf.logical_and(row["keep"], table.lookup(row["id"]) >= 0)
+        chosen = tf.logical_and(row["keep"], table.lookup(row["id"]) >= 0)
+        if excluded is not None:
+            chosen = tf.logical_and(chosen, excluded.lookup(row["id"]) < 0)
+        return chosen
 
     def decode(row: dict[str, Any]) -> dict[str, Any]:
         row = dict(row)
@@ -521,7 +541,12 @@ def prepare_data(
     seed = config.seed
     train_scan = scan_split(source, train_split, config)
     held = holdout_mask(train_scan.ids, config.holdout_fraction, config.holdout_seed)
-    train_rows = cap_rows(train_scan.ids, train_scan.keep & ~held, config.max_train_examples, seed)
+    exclusions = config.exclusions()
+    exclude_ids = np.asarray(exclusions[0] if exclusions else (), dtype=object)
+    # --exclude: listed ids leave the training rows and the hold-out (which stays the same
+    # hashed-id rule for every other row); the balanced and test views keep them.
+    listed = np.isin(train_scan.ids, exclude_ids) if exclude_ids.size else np.zeros(len(train_scan.ids), dtype=bool)
+    train_rows = cap_rows(train_scan.ids, train_scan.keep & ~held & ~listed, config.max_train_examples, seed)
     if not train_rows.any():
         kept_names = sorted(
             {_labels.CANONICAL_NAMES[c] for c in train_scan.canonical if 0 <= c < _labels.NUM_CANONICAL}
@@ -530,7 +555,7 @@ def prepare_data(
             f"policy {policy.name!r} leaves no training rows in {config.dataset} "
             f"(labels present: {', '.join(kept_names) or 'none'}; policy classes: {', '.join(policy.classes)})"
         )
-    freq_rows = cap_rows(train_scan.ids, train_scan.keep & held, config.max_eval_examples, seed)
+    freq_rows = cap_rows(train_scan.ids, train_scan.keep & held & ~listed, config.max_eval_examples, seed)
     train_counts = np.bincount(train_scan.labels[train_rows], minlength=num_classes)
     if verbose and (train_counts == 0).any():
         missing = ", ".join(policy.classes[i] for i in np.flatnonzero(train_counts == 0))
@@ -586,13 +611,23 @@ def prepare_data(
     views: dict[str, View] = {}
     for name, (split, mask, text) in view_rows.items():
         scan = scans[split]
-        ds = _rows_dataset(source, split, scan.ids[mask], config, face_crop=face_crop, targets_fn=targets_fn)
+        ds = _rows_dataset(
+            source,
+            split,
+            scan.ids[mask],
+            config,
+            face_crop=face_crop,
+            targets_fn=targets_fn,
+            exclude_ids=exclude_ids if name == "class_frequency" else None,
+        )
         ds = _cache(ds, cache, cache_dir / name if cache_dir else None)
         ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
         views[name] = View(name, split, scan.ids[mask], scan.labels[mask], ds, text)
 
     train_ids = train_scan.ids[train_rows]
-    base = _rows_dataset(source, train_split, train_ids, config, face_crop=face_crop, targets_fn=targets_fn)
+    base = _rows_dataset(
+        source, train_split, train_ids, config, face_crop=face_crop, targets_fn=targets_fn, exclude_ids=exclude_ids
+    )
     base = _cache(base, cache, cache_dir / "train" if cache_dir else None)
     train_count = int(train_rows.sum())
     stream = base.shuffle(min(train_count, 20_000), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -666,4 +701,14 @@ def prepare_data(
         cache=cache,
         representative=representative,
         cleanup=cleanup,
+        exclusions=(
+            {
+                "file": str(config.exclude),
+                "sha256": exclusions[1],
+                "ids_listed": len(exclusions[0]),
+                "train_rows_excluded": int(listed.sum()),
+            }
+            if exclusions is not None
+            else None
+        ),
     )

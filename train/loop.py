@@ -201,13 +201,17 @@ def protocol_key(config: TrainConfig) -> str | None:
 def data_fingerprint(config: TrainConfig, source_info: dict[str, Any]) -> str:
     from curate import protocols
 
+    extra = {"config": source_info.get("config"), "source": source_info.get("source")}
+    exclusions = config.exclusions()
+    if exclusions is not None:  # only then: fingerprints of runs without --exclude are unchanged
+        extra["exclude_sha256"] = exclusions[1]
     return protocols.data_fingerprint(
         dataset=config.dataset,
         dataset_version=str(source_info.get("version")),
         annotation_sha256=source_info.get("annotation_sha256") or {},
         policy=config.policy_object,
         vote_mode=config.resolved_vote_mode,
-        extra={"config": source_info.get("config"), "source": source_info.get("source")},
+        extra=extra,
     )
 
 

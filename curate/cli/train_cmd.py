@@ -143,6 +143,16 @@ def train_command(
     max_eval_examples: Annotated[
         int, typer.Option("--max-eval-examples", help="Cap on rows per evaluation view (0 = all).")
     ] = 0,
+    exclude: Annotated[
+        Path | None,
+        typer.Option(
+            "--exclude",
+            help="Exclusion list (Parquet, e.g. from `curate audit duplicates --exclusions-out`): its ids of the "
+            "run's dataset are dropped from the training rows and the class-frequency hold-out; the official "
+            "balanced and test views are NOT filtered. Its SHA-256 and id count go into config.json and the "
+            "data fingerprint.",
+        ),
+    ] = None,
     cache: Annotated[
         str, typer.Option("--cache", help="auto, memory, file or none (decoded images, sizes <= 128 px).")
     ] = "auto",
@@ -223,6 +233,7 @@ def train_command(
             data_dir=str(data_dir) if data_dir else None,
             runs_dir=str(out) if out else None,
             name=name,
+            exclude=str(exclude) if exclude else None,
         )
         do_register = register and (out is None or workspace is not None)
         common: dict[str, Any] = {

@@ -102,7 +102,8 @@ class Builder(common.ManualDownloadBuilder):
         ),
     ]
     SPLIT_NAMES = ("train", "validation")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        """\
     AffectNet is distributed by its authors on request, under a research licence:
     request it at http://mohammadmahoor.com/affectnet/ (Mollahosseini et al., 2017).
     Place ONE of the two releases in the manual dir (`--manual_dir`, by default
@@ -119,6 +120,8 @@ class Builder(common.ManualDownloadBuilder):
       <manual_dir>/val_set/images/<id>.jpg
       <manual_dir>/val_set/annotations/<id>_exp.npy, <id>_val.npy, <id>_aro.npy, <id>_lnd.npy
     """
+        + common.EXCLUSIONS_INSTRUCTIONS
+    )
 
     def _info(self) -> tfds.core.DatasetInfo:
         crop_size = self.builder_config.crop_size

@@ -59,7 +59,8 @@ class Builder(common.ManualDownloadBuilder):
         "1.0.0": "Initial release: FER2013 pixels with FER+ votes, rejects ledger.",
     }
     SPLIT_NAMES = ("train", "validation", "test")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        """\
     FERPlus needs two files, placed directly in the manual dir (`--manual_dir`, by default
     ~/tensorflow_datasets/downloads/manual/):
 
@@ -71,6 +72,8 @@ class Builder(common.ManualDownloadBuilder):
       <manual_dir>/fer2013new.csv  FER+ votes, from https://github.com/microsoft/FERPlus
                                    (same row order as fer2013.csv).
     """
+        + common.EXCLUSIONS_INSTRUCTIONS
+    )
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

@@ -66,7 +66,8 @@ class Builder(common.ManualDownloadBuilder):
         "1.0.0": "Initial release: aligned faces, labels, box, 5 + 37 landmarks, attributes, rejects ledger.",
     }
     SPLIT_NAMES = ("train", "test")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        """\
     RAF-DB is distributed by its authors on request, for non-commercial research: request
     it at http://www.whdeng.cn/raf/model1.html (Li, Deng and Du, 2017). Place the `basic`
     folder in the manual dir (`--manual_dir`, by default
@@ -79,6 +80,8 @@ class Builder(common.ManualDownloadBuilder):
       <manual_dir>/basic/Annotation/manual/<stem>_manu_attri.txt
       <manual_dir>/basic/Annotation/auto/<stem>_auto_attri.txt
     """
+        + common.EXCLUSIONS_INSTRUCTIONS
+    )
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
