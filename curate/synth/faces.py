@@ -68,6 +68,8 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from curate.labels import CANONICAL_NAMES
+
 __all__ = [
     "DrawnFace",
     "EXPRESSION_FEATURES",
@@ -81,19 +83,8 @@ __all__ = [
     "contact_sheet",
 ]
 
-LABEL_NAMES: tuple[str, ...] = (
-    "Neutral",
-    "Happy",
-    "Sad",
-    "Surprise",
-    "Fear",
-    "Disgust",
-    "Anger",
-    "Contempt",
-    "None",
-    "Uncertain",
-    "No-Face",
-)
+#: The canonical names, from the one taxonomy (curate.labels); index = label.
+LABEL_NAMES: tuple[str, ...] = CANONICAL_NAMES
 NEUTRAL, HAPPY, SAD, SURPRISE, FEAR, DISGUST, ANGER, CONTEMPT = range(8)
 NONE_LABEL, UNCERTAIN, NO_FACE = 8, 9, 10
 
