@@ -95,6 +95,24 @@ def _affectnet(name: str, policy: str, description: str) -> ProtocolCard:
     )
 
 
+def _ferplus(name: str, vote_mode: str, description: str) -> ProtocolCard:
+    return ProtocolCard(
+        name=name,
+        version="1",
+        description=description,
+        dataset="ferplus",
+        release_layout="fer2013.csv + fer2013new.csv",
+        policy="drop-8-plus",
+        vote_mode=vote_mode,
+        train_split="train",
+        selection_split="validation (PublicTest)",
+        test_split="test",
+        test_view="natural",
+        metrics=_CLASSIFICATION_METRICS,
+        preprocessing=Preprocessing(crop="whole 48x48 grey image, tiled to 3 channels"),
+    )
+
+
 #: The shipped protocol cards, in the order ``curate protocols`` lists them.
 PROTOCOLS: Mapping[str, ProtocolCard] = MappingProxyType(
     {
@@ -120,35 +138,15 @@ PROTOCOLS: Mapping[str, ProtocolCard] = MappingProxyType(
                 "merge-8-plus-to-neutral",
                 "Eight classes with labels 8-10 merged into Neutral; balanced validation as test.",
             ),
-            ProtocolCard(
-                name="ferplus-8-majority",
-                version="1",
-                description="FERPlus 8 classes by majority vote, unknown/NF removed; accuracy on PrivateTest.",
-                dataset="ferplus",
-                release_layout="fer2013.csv + fer2013new.csv",
-                policy="drop-8-plus",
-                vote_mode="majority",
-                train_split="train",
-                selection_split="validation (PublicTest)",
-                test_split="test",
-                test_view="natural",
-                metrics=_CLASSIFICATION_METRICS,
-                preprocessing=Preprocessing(crop="whole 48x48 grey image, tiled to 3 channels"),
+            _ferplus(
+                "ferplus-8-majority",
+                "majority",
+                "FERPlus 8 classes by majority vote, unknown/NF removed; accuracy on PrivateTest.",
             ),
-            ProtocolCard(
-                name="ferplus-8-probability",
-                version="1",
-                description="FERPlus 8 classes trained on the vote distribution; majority labels on PrivateTest.",
-                dataset="ferplus",
-                release_layout="fer2013.csv + fer2013new.csv",
-                policy="drop-8-plus",
-                vote_mode="probability",
-                train_split="train",
-                selection_split="validation (PublicTest)",
-                test_split="test",
-                test_view="natural",
-                metrics=_CLASSIFICATION_METRICS,
-                preprocessing=Preprocessing(crop="whole 48x48 grey image, tiled to 3 channels"),
+            _ferplus(
+                "ferplus-8-probability",
+                "probability",
+                "FERPlus 8 classes trained on the vote distribution; majority labels on PrivateTest.",
             ),
             ProtocolCard(
                 name="rafdb-7",
