@@ -99,7 +99,7 @@ def generate_affectnet(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown AffectNet layout {layout!r}; known: {', '.join(LAYOUTS)}")
     started = time.perf_counter()
-    out = _prepare_out(out)
+    out = common.prepare_out(out)
     scale = (1.0 if annotations_only else DEFAULT_SCALE) if scale is None else float(scale)
     workers = common.default_workers(workers)
     validation_scale = scale if validation_scale is None else float(validation_scale)
@@ -117,32 +117,7 @@ def generate_affectnet(
         annotations_only=annotations_only,
         generator_version=common.GENERATOR_VERSION,
     )
-    manifest = common.write_manifest(out, content)
-    return common.SynthReport(
-        dataset=DATASET,
-        out=out,
-        layout=layout,
-        seed=seed,
-        scale=scale,
-        label_noise=label_noise,
-        split_counts=content["split_counts"],
-        class_counts=content["class_counts"],
-        images_written=content["images_written"],
-        annotations_only=annotations_only,
-        flipped=content["flipped"],
-        quirks={name: quirk["count"] for name, quirk in content["quirks"].items()},
-        manifest_path=manifest,
-        noise_ledger_path=common.noise_ledger_path(out) if content["noise_ledger"] else None,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def _prepare_out(out: str | Path) -> Path:
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: output folder is not empty; remove it or choose another")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return common.finish(out, content, started=started)
 
 
 def _noise(

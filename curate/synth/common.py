@@ -23,6 +23,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,42 @@ def write_manifest(out: str | Path, content: Mapping[str, Any]) -> Path:
     path = manifest_path(out)
     path.write_text(json.dumps(_jsonable(content), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+
+def prepare_out(out: str | Path) -> Path:
+    """Create the output folder; refuse one that already holds files."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: output folder is not empty; remove it or choose another")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def finish(out: Path, content: Mapping[str, Any], *, started: float) -> SynthReport:
+    """Write the manifest and summarise it: the last step of every generator.
+
+    ``content`` is the manifest: it names dataset, layout, seed, scale, label_noise,
+    annotations_only, split/class counts, images_written, flipped, quirks and noise_ledger.
+    """
+    manifest = write_manifest(out, content)
+    return SynthReport(
+        dataset=content["dataset"],
+        out=out,
+        layout=content["layout"],
+        seed=content["seed"],
+        scale=content["scale"],
+        label_noise=content["label_noise"],
+        split_counts=content["split_counts"],
+        class_counts=content["class_counts"],
+        images_written=content["images_written"],
+        annotations_only=content["annotations_only"],
+        flipped=content["flipped"],
+        quirks={name: quirk["count"] for name, quirk in content["quirks"].items()},
+        manifest_path=manifest,
+        noise_ledger_path=noise_ledger_path(out) if content["noise_ledger"] else None,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _jsonable(value: Any) -> Any:

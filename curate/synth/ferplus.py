@@ -97,7 +97,7 @@ def generate_ferplus(
         Processes drawing images (default ``os.cpu_count()``).
     """
     started = time.perf_counter()
-    out = _prepare_out(out)
+    out = common.prepare_out(out)
     workers = common.default_workers(workers)
     table_rng = np.random.default_rng([seed, _STREAM_TABLE])
     if votes_from is not None:
@@ -158,32 +158,7 @@ def generate_ferplus(
         "flipped": len(flipped),
         "noise_ledger": ledger.name if ledger else None,
     }
-    manifest = common.write_manifest(out, content)
-    return common.SynthReport(
-        dataset=DATASET,
-        out=out,
-        layout="fer2013+ferplus",
-        seed=seed,
-        scale=scale,
-        label_noise=label_noise,
-        split_counts=content["split_counts"],
-        class_counts=content["class_counts"],
-        images_written=images_written,
-        annotations_only=annotations_only,
-        flipped=len(flipped),
-        quirks={name: quirk["count"] for name, quirk in content["quirks"].items()},
-        manifest_path=manifest,
-        noise_ledger_path=ledger,
-        seconds=time.perf_counter() - started,
-    )
-
-
-def _prepare_out(out: str | Path) -> Path:
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: output folder is not empty; remove it or choose another")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return common.finish(out, content, started=started)
 
 
 def _plausible_fer2013(rng: np.random.Generator, true: np.ndarray) -> np.ndarray:

@@ -70,10 +70,7 @@ def generate_rafdb(
         Processes drawing images (default ``os.cpu_count()``).
     """
     started = time.perf_counter()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: output folder is not empty; remove it or choose another")
-    out.mkdir(parents=True, exist_ok=True)
+    out = common.prepare_out(out)
     scale = (1.0 if annotations_only else DEFAULT_SCALE) if scale is None else float(scale)
     workers = common.default_workers(workers)
     rng = np.random.default_rng([seed, _STREAM_TABLE])
@@ -139,24 +136,7 @@ def generate_rafdb(
         "flipped": len(flipped),
         "noise_ledger": ledger.name if ledger else None,
     }
-    manifest = common.write_manifest(out, content)
-    return common.SynthReport(
-        dataset=DATASET,
-        out=out,
-        layout="basic",
-        seed=seed,
-        scale=scale,
-        label_noise=label_noise,
-        split_counts=content["split_counts"],
-        class_counts=content["class_counts"],
-        images_written=images_written,
-        annotations_only=annotations_only,
-        flipped=len(flipped),
-        quirks={},
-        manifest_path=manifest,
-        noise_ledger_path=ledger,
-        seconds=time.perf_counter() - started,
-    )
+    return common.finish(out, content, started=started)
 
 
 def _jpeg(image: Any) -> bytes:
