@@ -9,6 +9,13 @@ A workspace is a folder (``./curate-workspace`` unless ``--workspace DIR`` or th
   (:data:`curate.formats.schema.ANNOTATION_SCHEMA`), their rejects, the label policies
   applied (definition, mapping, datasets) and the remapped labels they give (the view
   ``remapped``), every study's results and the registered training runs (see :data:`TABLES`);
+* ``arrays/`` -- the landmark arrays of each dataset, one Parquet file (zstd) per ingest,
+  read through the database's ``landmarks`` and ``annotations_with_landmarks`` views. They are
+  ~90% of AffectNet's bytes and no study aggregates them, so they stay out of the
+  database's own compressed columns (compressing 57M floats costs DuckDB about a second per
+  ingest; Polars writes the file in a fraction of that, beside the insert). Every workspace
+  connection sets DuckDB's ``file_search_path`` to the folder, so the views' relative paths
+  resolve wherever the folder is moved (a bare ``duckdb`` shell must run inside the folder);
 * ``exports/`` -- Parquet (zstd) exports, ``reports/`` -- study reports, ``runs/`` -- the
   trainer's run folders.
 
@@ -32,6 +39,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +54,11 @@ WORKSPACE_ENV = "CURATE_WORKSPACE"
 #: Environment variable: seconds to wait for a busy workspace (default 2).
 TIMEOUT_ENV = "CURATE_WORKSPACE_TIMEOUT"
 DB_NAME = "workspace.duckdb"
-SCHEMA_VERSION = 1
+#: 2: landmarks moved from ``annotations`` to ``arrays/`` (a version-1 workspace is upgraded
+#: on first open).
+SCHEMA_VERSION = 2
+#: Folder of the landmark files, relative to the workspace folder.
+ARRAYS_DIR = "arrays"
 #: Datasets the workspace knows (one line each in ``curate.labels.DATASET_TO_CANONICAL``).
 DATASETS: tuple[str, ...] = tuple(labels.DATASET_TO_CANONICAL)
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -56,7 +68,8 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 DATASET_ENUM = "ENUM(" + ", ".join(f"'{d}'" for d in DATASETS) + ")"
 SPLIT_ENUM = "ENUM(" + ", ".join(f"'{s}'" for s in SPLITS) + ")"
 
-#: Table name -> DDL. Columns of ``annotations`` follow ``ANNOTATION_SCHEMA`` in order.
+#: Table name -> DDL. Columns of ``annotations`` follow ``ANNOTATION_SCHEMA`` in order, less
+#: ``landmarks`` (see ``arrays/`` above and :data:`LANDMARK_VIEWS`).
 TABLES: Mapping[str, str] = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     "annotations": f"""CREATE TABLE IF NOT EXISTS annotations (
@@ -65,8 +78,11 @@ TABLES: Mapping[str, str] = {
         raw_label SMALLINT, label TINYINT NOT NULL,
         valence FLOAT, arousal FLOAT, va_annotated BOOLEAN,
         face_x FLOAT, face_y FLOAT, face_width FLOAT, face_height FLOAT,
-        landmarks FLOAT[], votes SMALLINT[],
+        votes SMALLINT[],
         holdout_key UINTEGER)""",  # h(id) of curate.studies.holdout, computed at ingest
+    # The landmark file of each dataset (path relative to the workspace folder).
+    "array_files": """CREATE TABLE IF NOT EXISTS array_files (
+        dataset VARCHAR PRIMARY KEY, landmarks_file VARCHAR NOT NULL, rows BIGINT)""",
     "rejects": """CREATE TABLE IF NOT EXISTS rejects (
         dataset VARCHAR, split VARCHAR, source_file VARCHAR, source_row BIGINT,
         id VARCHAR, reason VARCHAR, detail VARCHAR)""",
@@ -103,6 +119,11 @@ _ANNOTATION_COLUMNS = (
     "valence", "arousal", "va_annotated", "face_x", "face_y", "face_width", "face_height",
     "landmarks", "votes",
 )  # fmt: skip
+_STORED_COLUMNS = tuple(c for c in _ANNOTATION_COLUMNS if c != "landmarks")
+#: ``annotations`` with its landmarks (null where a dataset has none), for exports and reads.
+ANNOTATIONS_WITH_LANDMARKS = """CREATE OR REPLACE VIEW annotations_with_landmarks AS
+    SELECT a.*, l.landmarks FROM annotations a
+    LEFT JOIN landmarks l ON l.dataset = a.dataset::VARCHAR AND l.id = a.id"""
 _REJECT_COLUMNS = ("dataset", "split", "source_file", "source_row", "id", "reason", "detail")
 
 
@@ -229,7 +250,7 @@ class Workspace:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                return duckdb.connect(str(self.db_path), read_only=not write)
+                con = duckdb.connect(str(self.db_path), read_only=not write)
             except (duckdb.IOException, duckdb.ConnectionException) as error:
                 text = str(error)
                 lock = "lock" in text.lower() or "different configuration" in text
@@ -243,6 +264,15 @@ class Workspace:
                         "try again when it has finished"
                     ) from None
                 time.sleep(0.05)
+                continue
+            literal = str(self.root.resolve()).replace("'", "''")
+            con.execute(f"SET file_search_path = '{literal}'").fetchall()  # the arrays/ views' relative paths
+            if not write and _schema_version(con) < SCHEMA_VERSION:
+                con.close()
+                with self.connect(write=True):  # upgrades the schema, then read as usual
+                    pass
+                continue
+            return con
 
     @contextlib.contextmanager
     def connect(self, *, write: bool = False) -> Iterator[Any]:
@@ -268,15 +298,67 @@ class Workspace:
         finally:
             con.close()
 
-    @staticmethod
-    def _ensure_schema(con: Any) -> None:
+    def _ensure_schema(self, con: Any) -> None:
+        version = _schema_version(con) if _has_table(con, "meta") else SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            raise WorkspaceError(f"workspace schema version {version} is newer than this curate ({SCHEMA_VERSION})")
         for ddl in TABLES.values():
             con.execute(ddl)
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise WorkspaceError(f"workspace schema version {row[0]} is newer than this curate ({SCHEMA_VERSION})")
+        if version < 2 and "landmarks" in _columns(con, "annotations"):
+            self._move_landmarks_out(con)
+        if not _has_view(con, "landmarks"):
+            self._define_landmark_views(con)
+        con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    def _move_landmarks_out(self, con: Any) -> None:
+        """Schema 1 -> 2: each dataset's landmarks column to its file under ``arrays/``."""
+        datasets = [r[0] for r in con.execute("SELECT DISTINCT dataset::VARCHAR FROM annotations").fetchall()]
+        for dataset in datasets:
+            relative = self._new_array_file(dataset)
+            copy_to_parquet(
+                con,
+                "SELECT id, landmarks FROM annotations WHERE dataset = ? AND landmarks IS NOT NULL ORDER BY rowid",
+                self.root / relative,
+                [dataset],
+            )
+            (rows,) = con.execute("SELECT count(*) FROM read_parquet(?)", [str(self.root / relative)]).fetchone()
+            if rows:
+                con.execute("INSERT OR REPLACE INTO array_files VALUES (?, ?, ?)", [dataset, relative, rows])
+            else:
+                (self.root / relative).unlink()
+        con.execute("ALTER TABLE annotations DROP COLUMN landmarks")
+        self._define_landmark_views(con)
+
+    def _new_array_file(self, dataset: str) -> str:
+        import uuid
+
+        (self.root / ARRAYS_DIR).mkdir(parents=True, exist_ok=True)
+        return f"{ARRAYS_DIR}/landmarks-{dataset}-{uuid.uuid4().hex[:12]}.parquet"
+
+    @staticmethod
+    def _define_landmark_views(con: Any) -> None:
+        """(Re)define ``landmarks`` (dataset, id, landmarks) over the files in ``array_files``."""
+        files = con.execute("SELECT dataset, landmarks_file FROM array_files ORDER BY dataset").fetchall()
+        parts = [
+            f"SELECT '{dataset}' AS dataset, id, landmarks::FLOAT[] AS landmarks "
+            f"FROM read_parquet('{file.replace(chr(39), chr(39) * 2)}')"
+            for dataset, file in files
+        ] or ["SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS id, NULL::FLOAT[] AS landmarks WHERE false"]
+        con.execute("CREATE OR REPLACE VIEW landmarks AS " + " UNION ALL ".join(parts))
+        con.execute(ANNOTATIONS_WITH_LANDMARKS)
+
+    def _remove_stale_array_files(self) -> None:
+        """Delete files under ``arrays/`` that no committed ingest refers to (best effort)."""
+        folder = self.root / ARRAYS_DIR
+        if not folder.is_dir():
+            return
+        with self.connect() as con:
+            used = {r[0] for r in con.execute("SELECT landmarks_file FROM array_files").fetchall()}
+        for path in folder.glob("landmarks-*.parquet"):
+            if f"{ARRAYS_DIR}/{path.name}" not in used:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     # -- what is there -----------------------------------------------------------------
 
@@ -354,40 +436,75 @@ class Workspace:
             else parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA)
         )
         extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
-        annotations = clean.select(list(ANNOTATION_SCHEMA)).to_arrow()
-        with self.connect(write=True) as con:
-            for table in ("annotations", "rejects"):
-                con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
-            con.register("incoming_annotations", annotations)
-            con.execute(
-                f"INSERT INTO annotations SELECT {', '.join(_ANNOTATION_COLUMNS)}, {holdout_key_sql('id')} "
-                "FROM incoming_annotations"
-            )
-            con.unregister("incoming_annotations")
-            con.register("incoming_rejects", rejects.to_arrow())
-            con.execute(f"INSERT INTO rejects SELECT {', '.join(_REJECT_COLUMNS)} FROM incoming_rejects")
-            con.unregister("incoming_rejects")
-            con.execute(f"DROP TABLE IF EXISTS extras_{dataset}")
-            if extras:
-                con.register("incoming_extras", clean.select(["id", *extras]).to_arrow())
-                con.execute(f"CREATE TABLE extras_{dataset} AS SELECT * FROM incoming_extras")
-                con.unregister("incoming_extras")
-            con.execute(
-                "INSERT OR REPLACE INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [dataset, source, parsed.layout, json.dumps(dict(parsed.files)), clean.height, rejects.height, _now()],
-            )
-        split_counts = clean.group_by("split").len()
+        annotations = clean.select(list(_STORED_COLUMNS)).to_arrow()
+        marks = clean.select("id", "landmarks").filter(pl.col("landmarks").is_not_null())
+        array_file: str | None = None
+        try:
+            with self.connect(write=True) as con, ThreadPoolExecutor(max_workers=1) as pool:
+                # The landmark file is written beside the insert (both release the GIL).
+                if marks.height:
+                    array_file = self._new_array_file(dataset)
+                    written = pool.submit(
+                        marks.write_parquet, self.root / array_file, compression="zstd", compression_level=1
+                    )
+                # Strings stored plain: FSST/dictionary on 420k unique ids and paths would triple
+                # the insert time to save ~35 MB (this connection's setting only).
+                con.execute("SET force_compression = 'uncompressed'")
+                self._store(con, dataset, annotations, rejects, clean, extras, holdout_key_sql)
+                con.execute(
+                    "INSERT OR REPLACE INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        dataset,
+                        source,
+                        parsed.layout,
+                        json.dumps(dict(parsed.files)),
+                        clean.height,
+                        rejects.height,
+                        _now(),
+                    ],
+                )
+                con.execute("DELETE FROM array_files WHERE dataset = ?", [dataset])
+                if array_file is not None:
+                    written.result()
+                    con.execute("INSERT INTO array_files VALUES (?, ?, ?)", [dataset, array_file, marks.height])
+                self._define_landmark_views(con)
+                split_counts = con.execute(
+                    "SELECT split::VARCHAR, count(*) FROM annotations WHERE dataset = ? GROUP BY split", [dataset]
+                ).fetchall()  # the enum column: far cheaper than grouping the frame's strings
+        except BaseException:
+            if array_file is not None:
+                with contextlib.suppress(OSError):
+                    (self.root / array_file).unlink()
+            raise
+        self._remove_stale_array_files()
         reason_counts = rejects.group_by("reason").len()
         return IngestSummary(
             dataset=dataset,
             source=source,
             layout=parsed.layout,
             rows=clean.height,
-            splits=dict(
-                sorted(zip(split_counts["split"], split_counts["len"], strict=True), key=lambda kv: SPLITS.index(kv[0]))
-            ),
+            splits=dict(sorted(split_counts, key=lambda kv: SPLITS.index(kv[0]))),
             rejects=dict(sorted(zip(reason_counts["reason"], reason_counts["len"], strict=True))),
         )
+
+    @staticmethod
+    def _store(con: Any, dataset: str, annotations: Any, rejects: Any, clean: Any, extras: list[str], key: Any) -> None:
+        """The database half of :meth:`ingest` (inside its transaction)."""
+        for table in ("annotations", "rejects"):
+            con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
+        con.register("incoming_annotations", annotations)
+        con.execute(
+            f"INSERT INTO annotations SELECT {', '.join(_STORED_COLUMNS)}, {key('id')} FROM incoming_annotations"
+        )
+        con.unregister("incoming_annotations")
+        con.register("incoming_rejects", rejects.to_arrow())
+        con.execute(f"INSERT INTO rejects SELECT {', '.join(_REJECT_COLUMNS)} FROM incoming_rejects")
+        con.unregister("incoming_rejects")
+        con.execute(f"DROP TABLE IF EXISTS extras_{dataset}")
+        if extras:
+            con.register("incoming_extras", clean.select(["id", *extras]).to_arrow())
+            con.execute(f"CREATE TABLE extras_{dataset} AS SELECT * FROM incoming_extras")
+            con.unregister("incoming_extras")
 
     def rejects(self, dataset: str | None = None, *, limit: int | None = None) -> Any:
         """The rejects table (Polars), optionally of one dataset and the first ``limit`` rows."""
@@ -408,10 +525,18 @@ class Workspace:
         import polars as pl
 
         names = list(columns) if columns else list(_ANNOTATION_COLUMNS)
-        cols = ", ".join(f"{c}::VARCHAR AS {c}" if c in ("dataset", "split") else c for c in names)
+        cols = ", ".join(
+            f"a.{c}::VARCHAR AS {c}" if c in ("dataset", "split") else ("l.landmarks" if c == "landmarks" else f"a.{c}")
+            for c in names
+        )
+        source = "annotations a"
+        if "landmarks" in names:  # stored under arrays/, joined back in table order
+            source += " LEFT JOIN landmarks l ON l.dataset = a.dataset::VARCHAR AND l.id = a.id"
         with self.connect() as con:
-            where, params = ("WHERE dataset = ?", [dataset]) if dataset else ("", [])
-            return pl.from_arrow(con.sql(f"SELECT {cols} FROM annotations {where}", params=params).to_arrow_table())
+            where, params = ("WHERE a.dataset = ?", [dataset]) if dataset else ("", [])
+            order = " ORDER BY a.rowid" if "landmarks" in names else ""
+            query = f"SELECT {cols} FROM {source} {where}{order}"
+            return pl.from_arrow(con.sql(query, params=params).to_arrow_table())
 
     # -- policies, studies, runs ------------------------------------------------------
 
@@ -553,11 +678,34 @@ def copy_to_parquet(con: Any, query: str, path: Path, params: Sequence[Any] = ()
     con.execute(f"COPY ({query}) TO '{literal}' (FORMAT parquet, COMPRESSION zstd)", list(params))
 
 
+def _schema_version(con: Any) -> int:
+    if not _has_table(con, "meta"):
+        return 0
+    rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def _columns(con: Any, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'", [table]
+        ).fetchall()
+    ]
+
+
+def _has_view(con: Any, name: str) -> bool:
+    ((count,),) = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
+    ).fetchall()
+    return bool(count)
+
+
 def _has_table(con: Any, name: str) -> bool:
-    row = con.execute(
+    ((count,),) = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [name]
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()  # fetchall: a half-read result would block the connection's next statement
+    return bool(count)
 
 
 def json_dumps(value: Any) -> str:

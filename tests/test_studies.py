@@ -26,6 +26,7 @@ from curate.studies.remap import (
     run_accuracies,
     transition_matrix_duckdb,
     transition_matrix_polars,
+    va_summary_duckdb,
 )
 from curate.workspace import NothingIngestedError, Workspace, WorkspaceError
 
@@ -131,6 +132,42 @@ def test_duckdb_and_polars_agree_for_every_policy(tmp_path, policy_name):
     frame = remap_frame(table, policy).collect()
     assert frame["class_index"].null_count() == expected[-1]
     con.close()
+
+
+def test_va_summary_duckdb_agrees_with_polars_and_skips_sentinels(tmp_path):
+    """V/A moments from the workspace equal Polars' on the same ingested rows; -2 never enters."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(600):
+        label = int(rng.integers(0, 11))
+        annotated = label < 9 and rng.random() > 0.1
+        valence, arousal = (rng.uniform(-1, 1, 2).round(4).tolist()) if annotated else (-2.0, -2.0)
+        if annotated and rng.random() < 0.05:
+            arousal = -2.0  # one sentinel alone: the row is not annotated at all
+        rows.append({"id": f"va{i}", "split": "train", "label": label, "valence": valence, "arousal": arousal})
+    workspace = Workspace(tmp_path / "ws", timeout=0)
+    workspace.ingest(parsed("affectnet", rows), dataset="affectnet", source="hand")
+    with workspace.connect() as con:
+        duck = va_summary_duckdb(con, "affectnet")
+    frame = pl.DataFrame(rows, schema_overrides={"valence": pl.Float32, "arousal": pl.Float32})
+    annotated = (pl.col("valence") != -2) & (pl.col("arousal") != -2)
+    expected = (
+        frame.group_by("label")
+        .agg(
+            annotated.sum().alias("n"),
+            (~annotated).sum().alias("missing"),
+            pl.col("valence").filter(annotated).cast(pl.Float64).mean().alias("vm"),
+            pl.col("valence").filter(annotated).cast(pl.Float64).std().alias("vs"),
+            pl.col("arousal").filter(annotated).cast(pl.Float64).mean().alias("am"),
+            pl.col("arousal").filter(annotated).cast(pl.Float64).std().alias("as"),
+        )
+        .sort("label")
+    )
+    assert [row[0] for row in duck] == expected["label"].to_list()
+    for got, want in zip(duck, expected.iter_rows(), strict=True):
+        assert got[:3] == want[:3]
+        assert got[3:] == pytest.approx(want[3:], abs=1e-9, nan_ok=True)
+        assert got[3] is None or -1 <= got[3] <= 1
 
 
 # -- remap -----------------------------------------------------------------------------

@@ -43,9 +43,18 @@ def test_ingest_stores_one_schema_and_counts(ws):
     assert stored.filter(pl.col("id") == "1/train003.jpg")["landmarks"][0].len() == 136
     with ws.connect() as con:
         (dtype,) = con.execute(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = 'annotations' AND column_name = 'landmarks'"
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'landmarks' AND column_name = 'landmarks'"
+        ).fetchone()
+        files = con.execute("SELECT dataset, landmarks_file, rows FROM array_files ORDER BY dataset").fetchall()
+        joined = con.execute(
+            "SELECT count(*), count(landmarks) FROM annotations_with_landmarks WHERE dataset = 'affectnet'"
         ).fetchone()
     assert dtype == "FLOAT[]"
+    # Landmarks live in one zstd Parquet file per dataset under arrays/, joined back by id.
+    assert [(d, n) for d, _, n in files] == [("affectnet", 14), ("rafdb", 5)]  # rows that have landmarks
+    assert sorted(p.name for p in (ws.root / "arrays").iterdir()) == sorted(f.split("/")[1] for _, f, _ in files)
+    assert pq.ParquetFile(ws.root / files[0][1]).metadata.row_group(0).column(1).compression == "ZSTD"
+    assert joined == (19, 14)
     # The -2 sentinel arrived as null: never annotated, never in a mean.
     uncertain = stored.filter(pl.col("label") == 9)
     assert uncertain["valence"].null_count() == uncertain.height and not uncertain["va_annotated"].any()
@@ -86,6 +95,47 @@ def test_reingest_replaces_the_dataset_only(ws):
     ws.ingest(parsed("rafdb", rafdb_rows()), dataset="rafdb", source="one")
     ws.ingest(parsed("affectnet", affectnet_rows()[:4]), dataset="affectnet", source="two")
     assert ws.ingested() == {"affectnet": 4, "rafdb": 5}
+    # The replaced landmark file is gone; the stored landmarks are the new ingest's.
+    assert len(list((ws.root / "arrays").iterdir())) == 2
+    stored = ws.annotations("affectnet", columns=["id", "landmarks"])
+    assert stored.height == 4 and stored["landmarks"].null_count() == 0
+
+
+def test_landmarks_follow_a_moved_workspace_and_keep_table_order(ws, tmp_path):
+    rows = affectnet_rows()
+    ws.ingest(parsed("affectnet", rows), dataset="affectnet", source="one")
+    moved = Workspace(ws.root.rename(tmp_path / "elsewhere"))
+    stored = moved.annotations("affectnet", columns=["id", "landmarks"])
+    assert stored["id"].to_list() == [r["id"] for r in rows]
+    assert stored["landmarks"].to_list() == [
+        None if r.get("landmarks") is None else pytest.approx(r["landmarks"]) for r in rows
+    ]
+
+
+def test_version_1_workspace_is_upgraded_on_open(ws):
+    """A workspace written before landmarks moved to arrays/ (schema 1) opens, landmarks intact."""
+    import duckdb
+
+    ws.ingest(parsed("affectnet", affectnet_rows()), dataset="affectnet", source="one")
+    expected = ws.annotations("affectnet")
+    with duckdb.connect(str(ws.db_path)) as con:  # rewind to schema 1 by hand
+        con.execute("ALTER TABLE annotations ADD COLUMN landmarks FLOAT[]")
+        con.execute(
+            "UPDATE annotations SET landmarks = l.landmarks FROM read_parquet(?) l WHERE l.id = annotations.id",
+            [str(ws.root / con.execute("SELECT landmarks_file FROM array_files").fetchone()[0])],
+        )
+        con.execute("DROP VIEW annotations_with_landmarks")
+        con.execute("DROP VIEW landmarks")
+        con.execute("DROP TABLE array_files")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    for path in (ws.root / "arrays").iterdir():
+        path.unlink()
+    upgraded = ws.annotations("affectnet")  # a read opens it: upgraded first
+    assert upgraded.sort("id").equals(expected.sort("id"))
+    with ws.connect() as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        columns = {r[0] for r in con.execute("DESCRIBE annotations").fetchall()}
+    assert "landmarks" not in columns and len(list((ws.root / "arrays").iterdir())) == 1
 
 
 def test_missing_columns_and_unknown_dataset(ws):
@@ -105,6 +155,9 @@ def test_failed_write_rolls_back(ws):
         ws.ingest(bad, dataset="affectnet", source="two")
     assert ws.ingested() == {"affectnet": 19}
     assert ws.annotations("affectnet").height == 19
+    # The failed ingest's landmark file was removed; the committed one still serves.
+    assert len(list((ws.root / "arrays").iterdir())) == 1
+    assert ws.annotations("affectnet")["landmarks"].null_count() == 5  # the validation rows have none
 
 
 def test_nothing_ingested_says_what_to_run(ws):

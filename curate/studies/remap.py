@@ -474,13 +474,14 @@ def va_summary_duckdb(con: Any, dataset: str) -> list[tuple[Any, ...]]:
 
     One DuckDB pass with plain sums (mean = S/n, sample variance = (Q - S**2/n)/(n - 1) in
     float64, exact enough for values in [-1, 1]), which is several times faster than
-    ``stddev_samp``. Only annotated rows enter the moments; ``None`` where undefined.
+    ``stddev_samp``. Only annotated rows enter the moments; ``None`` where undefined. The
+    workspace stores valence and arousal as null together exactly where ``va_annotated`` is
+    false (:func:`curate.workspace.normalize_annotations`), so SQL's null-skipping aggregates
+    select the annotated rows without a ``FILTER`` clause (which costs 3x here).
     """
     rows = con.execute(
-        "SELECT label, count(*) FILTER (WHERE va_annotated) AS n, "
-        "count(*) FILTER (WHERE NOT coalesce(va_annotated, false)) AS missing, "
-        "sum(valence::DOUBLE) FILTER (WHERE va_annotated), sum(valence::DOUBLE * valence) FILTER (WHERE va_annotated), "
-        "sum(arousal::DOUBLE) FILTER (WHERE va_annotated), sum(arousal::DOUBLE * arousal) FILTER (WHERE va_annotated) "
+        "SELECT label, count(valence) AS n, count(*) - count(valence) AS missing, "
+        "sum(valence::DOUBLE), sum(valence::DOUBLE * valence), sum(arousal::DOUBLE), sum(arousal::DOUBLE * arousal) "
         "FROM annotations WHERE dataset = ? GROUP BY label ORDER BY label",
         [dataset],
     ).fetchall()
