@@ -21,7 +21,10 @@ and prints examples/s, the ratio build/limit and the peak resident memory (``ru_
 of each subprocess, from ``os.wait4``; each measurement is a fresh process). The
 end-to-end rate including start-up (subprocess wall time) is shown too.
 
-Run: ``.venv/bin/python benchmarks/bench_tfds_build.py [--sizes 2000 20000] [--work DIR]``.
+The build makes examples on the builders' thread pool (``--workers N`` to change it; 1 is
+the single-threaded build), the limit stays a single-threaded loop.
+
+Run: ``.venv/bin/python benchmarks/bench_tfds_build.py [--sizes 2000 20000] [--work DIR] [--workers N]``.
 """
 
 from __future__ import annotations
@@ -148,6 +151,10 @@ def tfds_cli(arguments: list[str]) -> None:
     from tensorflow_datasets.scripts.cli import main as cli
 
     tf.train.Example()  # noqa: B018  (resolve the lazy protobuf modules too)
+    if os.environ.get("BENCH_TFDS_WORKERS"):  # --workers: threads of the plain path
+        from tfds_builders import common
+
+        common.ManualDownloadBuilder.WORKERS = int(os.environ["BENCH_TFDS_WORKERS"])
 
     seconds: list[float] = []
     cpu_seconds: list[float] = []
@@ -246,15 +253,32 @@ def measure(size: int, work: Path, seed: int, repeat: int) -> dict[str, float]:
     return result
 
 
+def _default_workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))  # tfds_builders.common.default_workers (not imported: it imports TFDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_tfds_build")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=2, help="interleaved runs per size; the best is kept")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads making examples in the build (default: the builders' own, the usable CPUs up to 4)",
+    )
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"cpus: {os.cpu_count()}  work dir: {args.work}")
+    if args.workers is not None:
+        ENV["BENCH_TFDS_WORKERS"] = str(args.workers)
+    workers = args.workers if args.workers is not None else _default_workers()
+    print(f"cpus: {os.cpu_count()}  build worker threads: {workers}  work dir: {args.work}")
     results = [measure(size, args.work, args.seed, args.repeat) for size in args.sizes]
     header = (
         f"{'rows':>7} {'examples':>8} {'limit ex/s':>10} {'build ex/s':>10} {'ratio':>6} "

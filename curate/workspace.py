@@ -437,7 +437,9 @@ class Workspace:
         )
         extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
         annotations = clean.select(list(_STORED_COLUMNS)).to_arrow()
-        marks = clean.select("id", "landmarks").filter(pl.col("landmarks").is_not_null())
+        marks = clean.select("id", "landmarks")
+        if marks["landmarks"].null_count():  # (a filter would copy the 228 MB of AffectNet's landmarks)
+            marks = marks.filter(pl.col("landmarks").is_not_null())
         array_file: str | None = None
         try:
             with self.connect(write=True) as con, ThreadPoolExecutor(max_workers=1) as pool:

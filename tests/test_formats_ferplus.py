@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -38,6 +39,59 @@ needs_real = pytest.mark.skipif(
     reason="real fer2013new.csv not found: set FERPLUS_LABELS_CSV or place it at ../shared/data/ferplus/ "
     "relative to the repository root",
 )
+
+
+@contextlib.contextmanager
+def gs_in_memory(monkeypatch: pytest.MonkeyPatch):
+    """``gs://`` served from fsspec's in-memory file system: no network, no local files.
+
+    Yields ``upload(local_dir, name) -> epath.Path('gs://<bucket>/<name>')`` holding a copy
+    of ``local_dir``. Readers given that path can only reach the files through
+    ``etils.epath`` (a ``pathlib`` path made from it would not exist). Used by the
+    ``memory_gs`` fixtures here and in test_formats_rafdb.py / test_tfds_builders.py.
+    """
+    import uuid
+
+    fsspec = pytest.importorskip("fsspec")
+    from etils import epath
+    from etils.epath import backend as epath_backend
+    from etils.epath import gpath
+
+    memory = fsspec.filesystem("memory")
+
+    class MemoryBackend(epath_backend._FileSystemSpecBackend):  # every gs:// call goes to `memory`
+        def fs(self, path):
+            return memory
+
+    monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)  # else epath sends gs:// to tf.io.gfile
+    monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, "gs", MemoryBackend())
+    bucket = epath.Path(f"gs://fer-curate-test-{uuid.uuid4().hex[:12]}")
+
+    def upload(local: Path, name: str):
+        target = bucket / name
+        for file in sorted(local.rglob("*")):
+            if file.is_file():
+                destination = target / file.relative_to(local).as_posix()
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                destination.write_bytes(file.read_bytes())
+        return target
+
+    try:
+        yield upload
+    finally:
+        if bucket.exists():
+            bucket.rmtree()
+
+
+@pytest.fixture
+def memory_gs(monkeypatch):
+    with gs_in_memory(monkeypatch) as upload:
+        yield upload
+
+
+def assert_same_tables(left, right) -> None:
+    assert left.layout == right.layout and left.files == right.files
+    assert left.annotations.equals(right.annotations) and left.rejects.equals(right.rejects)
 
 
 def csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -113,6 +167,20 @@ def test_reader_round_trip(synth_ferplus):
         assert row["image_name"] == (votes[1] or None)
         assert row["pixels"] == pixels[1]
         assert row["source_path"] is None and row["landmarks"] is None
+
+
+def test_reader_on_cluster_storage(synth_ferplus, memory_gs):
+    """The reader takes a gs:// ``epath.Path`` (or its text) and reads it through epath."""
+    remote = memory_gs(synth_ferplus, "ferplus")
+    assert str(remote).startswith("gs://") and not Path(str(remote)).exists()
+    local = ferplus.read(synth_ferplus, with_pixels=True)
+    assert_same_tables(ferplus.read(remote, with_pixels=True), local)
+    assert_same_tables(ferplus.read(str(remote), with_pixels=True), local)
+    votes = ferplus.read_votes(remote / "fer2013new.csv")
+    assert_same_tables(votes, ferplus.read_votes(synth_ferplus / "fer2013new.csv"))
+    with pytest.raises(FormatError, match="fer2013new.csv: missing file"):
+        (remote / "fer2013new.csv").unlink()
+        ferplus.read(remote)
 
 
 def fer_line(emotion="3", pixels=None, usage="Training") -> str:

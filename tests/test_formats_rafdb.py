@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fixtures_synth import read_manifest
 from PIL import Image
+from test_formats_ferplus import assert_same_tables, gs_in_memory
 
 from curate import labels
 from curate.formats import rafdb
@@ -17,6 +18,13 @@ from curate.formats.schema import ANNOTATION_SCHEMA, FormatError
 
 PUBLISHED = {"train": (1290, 281, 717, 4772, 1982, 705, 2524), "test": (329, 74, 160, 1185, 478, 162, 680)}
 LABEL_FILE = "basic/EmoLabel/list_patition_label.txt"
+
+
+@pytest.fixture
+def memory_gs(monkeypatch):
+    """gs:// in memory (see test_formats_ferplus.gs_in_memory)."""
+    with gs_in_memory(monkeypatch) as upload:
+        yield upload
 
 
 def numbers(path: Path) -> list[list[float]]:
@@ -131,3 +139,17 @@ def test_every_reject_reason_with_line_numbers(synth_rafdb, tmp_path):
 def test_missing_label_file(tmp_path):
     with pytest.raises(FormatError, match="list_patition_label.txt: missing file"):
         rafdb.read(tmp_path)
+
+
+def test_reader_on_cluster_storage(synth_rafdb, memory_gs, tmp_path):
+    """A gs:// ``epath.Path`` reads like the local dir, missing annotation files included."""
+    manual = tmp_path / "rafdb"
+    shutil.copytree(synth_rafdb, manual)
+    stem = rafdb.read(manual).annotations["id"][0]
+    (manual / rafdb.annotation_path("auto", stem)).unlink()
+    remote = memory_gs(manual, "rafdb")
+    assert str(remote).startswith("gs://") and not Path(str(remote)).exists()
+    local = rafdb.read(manual)
+    assert local.rejects["reason"].to_list() == ["missing annotation file"]
+    assert_same_tables(rafdb.read(remote), local)
+    assert_same_tables(rafdb.read(str(remote)), local)

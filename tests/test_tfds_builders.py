@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from test_formats_ferplus import gs_in_memory
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -35,6 +36,13 @@ TFDS_BIN = Path(sys.executable).with_name("tfds")
 BEAM_OPTIONS = "runner=FnApiRunner,direct_num_workers=2,direct_running_mode=multi_processing"
 #: Generator manifest names of image failures -> builder reject reasons.
 IMAGE_FAILURE_REASONS = {"missing image": common.MISSING_IMAGE, "truncated image": common.TRUNCATED_IMAGE}
+
+
+@pytest.fixture
+def memory_gs(monkeypatch):
+    """gs:// in memory (see test_formats_ferplus.gs_in_memory)."""
+    with gs_in_memory(monkeypatch) as upload:
+        yield upload
 
 
 # --------------------------------------------------------------------------------------
@@ -339,6 +347,72 @@ def test_two_builds_give_identical_examples(affectnet_original, affectnet_plain,
     assert dict(again.info.metadata) == dict(affectnet_plain.info.metadata)
 
 
+def test_thread_pool_gives_the_same_examples_as_one_thread(affectnet_original, affectnet_plain, tmp_path, monkeypatch):
+    """Examples are made on WORKERS threads in chunks; the output is that of one thread."""
+    builder_class = type(affectnet_plain)
+    monkeypatch.setattr(builder_class, "WORKERS", 1)
+    inline = build("affectnet", affectnet_original, tmp_path / "one", config="crop224")
+    monkeypatch.setattr(builder_class, "WORKERS", 3)
+    monkeypatch.setattr(builder_class, "CHUNK_ROWS", 7)  # many chunk boundaries, rejects among them
+    threaded = build("affectnet", affectnet_original, tmp_path / "three", config="crop224")
+    for split in ("train", "validation"):
+        reference = examples(inline, split)
+        assert_same_examples(examples(threaded, split), reference)
+        assert_same_examples(examples(affectnet_plain, split), reference)
+        ledger = common.read_ledger(inline.data_path, split)
+        assert common.read_ledger(threaded.data_path, split) == ledger
+    assert dict(threaded.info.metadata) == dict(inline.info.metadata) == dict(affectnet_plain.info.metadata)
+
+
+def test_ordered_map_keeps_order_bounds_work_and_stops_early():
+    import threading
+    import time
+
+    lock, state = threading.Lock(), {"running": 0, "most": 0, "started": 0}
+
+    def slow_square(x: int) -> int:
+        with lock:
+            state["running"] += 1
+            state["started"] += 1
+            state["most"] = max(state["most"], state["running"])
+        time.sleep(0.002 * (x % 3))  # finish out of order
+        with lock:
+            state["running"] -= 1
+        return x * x
+
+    consumed = []
+
+    def source():
+        for x in range(40):
+            consumed.append(x)
+            yield x
+
+    results = []
+    for value in common.ordered_map(slow_square, source(), workers=3, window=5):
+        results.append(value)
+        assert len(consumed) <= len(results) + 5  # never more than `window` ahead of the consumer
+    assert results == [x * x for x in range(40)]
+    assert state["most"] <= 3
+    assert list(common.ordered_map(slow_square, range(5), workers=1, window=1)) == [0, 1, 4, 9, 16]
+
+    def fails_at_7(x: int) -> int:
+        if x == 7:
+            raise ValueError("seven")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="seven"):
+        for value in common.ordered_map(fails_at_7, range(20), workers=2, window=4):
+            got.append(value)
+    assert got == list(range(7))
+
+    state["started"] = 0
+    stream = common.ordered_map(slow_square, range(10_000), workers=2, window=4)
+    assert [next(stream) for _ in range(3)] == [0, 1, 4]
+    stream.close()  # what --max_examples_per_split does
+    assert state["started"] <= 3 + 4 + 2
+
+
 def test_beam_build_equals_plain_build(affectnet_original, affectnet_plain, tmp_path):
     result = run_tfds(
         [
@@ -586,3 +660,23 @@ def test_rafdb_accounting_with_injected_image_faults(synth_rafdb, tmp_path):
                 np.clip([y / height, x / width, (y + h) / height, (x + w) / width], 0, 1),
                 atol=1e-6,
             )
+
+
+def test_rafdb_build_from_cluster_storage(synth_rafdb, memory_gs, tmp_path):
+    """A gs:// manual dir (epath, in memory here): same examples, ledger and metadata as local."""
+    remote = memory_gs(synth_rafdb, "rafdb")
+    local = build("rafdb", synth_rafdb, tmp_path / "local")
+    from_remote = build("rafdb", remote, tmp_path / "remote")
+    for split in ("train", "test"):
+        assert_same_examples(examples(from_remote, split), examples(local, split))
+        assert common.read_ledger(from_remote.data_path, split) == common.read_ledger(local.data_path, split)
+    assert dict(from_remote.info.metadata) == dict(local.info.metadata)
+
+
+def test_affectnet_build_from_cluster_storage(affectnet_original, affectnet_plain, memory_gs, tmp_path):
+    remote = memory_gs(affectnet_original, "affectnet")
+    from_remote = build("affectnet", remote, tmp_path, config="crop224")
+    for split in ("train", "validation"):
+        assert_same_examples(examples(from_remote, split), examples(affectnet_plain, split))
+        assert common.read_ledger(from_remote.data_path, split) == common.read_ledger(affectnet_plain.data_path, split)
+    assert dict(from_remote.info.metadata) == dict(affectnet_plain.info.metadata)

@@ -17,9 +17,10 @@ Scope
   dir through the dataset's reader, drives either a plain generator or a Beam pipeline
   (when the build was given Beam options), and asserts
   ``rows_in == examples + rejects`` for every split before the dataset is published. The
-  plain path makes examples in one read-ahead thread (:func:`prefetch`, a few examples
-  ahead, images still decoded one at a time and in order) so Pillow's decoding overlaps
-  TFDS's serialisation.
+  plain path makes examples on a small thread pool (:func:`ordered_map`: chunks of rows,
+  a bounded number in flight, results consumed in input order), so the GIL-free image
+  work of Pillow uses every core while TFDS serialises in the main thread; the output
+  is the same, example for example, as with one thread.
 
 Assumptions
 -----------
@@ -36,13 +37,14 @@ Nothing here parses a raw annotation file: the readers in :mod:`curate.formats` 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import math
-import queue
-import threading
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -389,55 +391,58 @@ def read_ledger(data_dir: epath.PathLike, split: str) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------
-# Bounded read-ahead
+# Ordered, bounded thread pool (the plain path's parallel image work)
 # --------------------------------------------------------------------------------------
 
-_DONE = object()
 
+def default_workers(*, cap: int = 4) -> int:
+    """Worker threads for the plain path: the CPUs this process may use, at most ``cap``.
 
-def prefetch(items: Iterable[Any], *, depth: int) -> Iterator[Any]:
-    """Iterate ``items`` in one background thread, at most ``depth`` items ahead, in order.
-
-    Exceptions raised by ``items`` are re-raised in the caller. Closing the returned
-    generator early (TFDS's ``--max_examples_per_split``) stops the thread.
+    Beyond about four threads the Python (GIL-holding) part of each example and TFDS's
+    serialisation in the main thread dominate; more cores are a job for the Beam path.
     """
-    if depth <= 0:
-        yield from items
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cap, cpus))
+
+
+def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int, window: int) -> Iterator[Any]:
+    """``fn(item)`` for every item, computed on ``workers`` threads, yielded in input order.
+
+    At most ``window`` calls are submitted and not yet consumed (bounded memory: ``items``
+    is read lazily, never materialised). ``workers <= 1`` runs ``fn`` inline, in this
+    thread. An exception raised by ``fn`` is re-raised here, at that item's turn. Closing
+    the generator early (TFDS's ``--max_examples_per_split``) cancels what has not started
+    and waits for the calls already running.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
         return
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry: tuple[bool, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
+    window = max(window, workers)
+    pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfds-builders") as pool:
         try:
             for item in items:
-                if not put((True, item)):
-                    return
-            put((True, _DONE))
-        except BaseException as error:  # pylint: disable=broad-except  # handed to the consumer
-            put((False, error))
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
-    thread = threading.Thread(target=produce, name="tfds-builders-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = buffer.get()
-            if not ok:
-                raise item
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+
+def run_example_chunk(
+    start: int, *, rows: pl.DataFrame, size: int, fn: ExampleFn, fn_kwargs: Mapping[str, Any]
+) -> list[tuple]:
+    """Outcomes (see :func:`run_example_fn`) of ``rows[start : start + size]``, in order.
+
+    Runs in a worker thread: the slice (zero-copy) and the row dicts are made there too.
+    """
+    return [run_example_fn(fn, row, fn_kwargs) for row in rows.slice(start, size).iter_rows(named=True)]
 
 
 # --------------------------------------------------------------------------------------
@@ -645,10 +650,15 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
     """
 
     SPLIT_NAMES: ClassVar[tuple[str, ...]] = ()
-    #: Examples made ahead by one background thread in the plain path (0: none). Images are
-    #: still decoded one at a time, in order; Pillow releases the GIL while decoding,
-    #: resizing and encoding, so this overlaps image work with TFDS's serialisation.
-    PREFETCH: ClassVar[int] = 8
+    #: Plain path: threads making examples (None: :func:`default_workers`, the usable CPUs up
+    #: to 4; 1: inline, no thread). Pillow releases the GIL while decoding, resizing and
+    #: encoding, so the image work of several rows runs on several cores while the main
+    #: thread hands finished examples to TFDS, in input order.
+    WORKERS: ClassVar[int | None] = None
+    #: Plain path: rows per task given to a worker, and tasks in flight per worker (memory
+    #: stays bounded at about ``WORKERS * IN_FLIGHT * CHUNK_ROWS`` finished examples).
+    CHUNK_ROWS: ClassVar[int] = 16
+    IN_FLIGHT: ClassVar[int] = 2
 
     # -- hooks for subclasses ------------------------------------------------------------
 
@@ -735,13 +745,18 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         return self._iter_examples(table, split, fn, fn_kwargs)
 
     def _iter_examples(self, table, split, fn, fn_kwargs) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Examples of ``split`` in table order; rejects go to the ledger as they come."""
         rows = table.filter(table.get_column("split") == split)  # filtered when TFDS starts this split
-        outcomes = (run_example_fn(fn, row, fn_kwargs) for row in rows.iter_rows(named=True))
-        for outcome in prefetch(outcomes, depth=self.PREFETCH):
-            if outcome[0] == _EXAMPLE:
-                yield outcome[1], outcome[2]
-            else:
-                self._ledger.add(outcome[1])
+        workers = self.WORKERS if self.WORKERS is not None else default_workers()
+        size = max(1, self.CHUNK_ROWS)
+        task = functools.partial(run_example_chunk, rows=rows, size=size, fn=fn, fn_kwargs=fn_kwargs)
+        starts = range(0, rows.height, size)
+        for outcomes in ordered_map(task, starts, workers=workers, window=workers * max(1, self.IN_FLIGHT)):
+            for outcome in outcomes:
+                if outcome[0] == _EXAMPLE:
+                    yield outcome[1], outcome[2]
+                else:
+                    self._ledger.add(outcome[1])
 
     def _process_pipeline_result(self, pipeline_result) -> None:
         beam = tfds.core.lazy_imports.apache_beam

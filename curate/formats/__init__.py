@@ -17,6 +17,11 @@ read as one string column of lines, split and cast with expressions, and validat
 null checks, so there are no Python loops over rows (only over files, where a layout
 stores one file per image).
 
+Paths: a reader takes the manual dir as a ``str``, a :class:`pathlib.Path` or an
+:class:`etils.epath.Path`. Local paths stay :class:`pathlib.Path` and are read with plain
+file I/O; URIs (``gs://``, ``s3://``, ... -- what a Beam cluster reads from) go through
+``etils.epath`` (:func:`as_path`), so the same reader works on cluster storage.
+
 This package module also holds the small helpers the three readers share.
 """
 
@@ -24,9 +29,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import polars as pl
 
@@ -37,6 +44,14 @@ from curate.formats.schema import (
     ParsedTables,
     empty_rejects,
 )
+
+if TYPE_CHECKING:
+    from etils import epath
+
+#: A path argument: ``str``, :class:`pathlib.Path`, :class:`etils.epath.Path` or any ``os.PathLike``.
+PathLike: TypeAlias = str | os.PathLike[str]
+#: What :func:`as_path` returns: a local :class:`pathlib.Path` or an :class:`etils.epath.Path` for a URI.
+AnyPath: TypeAlias = "Path | epath.Path"
 
 __all__ = [
     "ANNOTATION_SCHEMA",
@@ -56,7 +71,7 @@ DATASETS: dict[str, str] = {
 }
 
 
-def read(dataset: str, manual_dir: str | Path, **options: Any) -> ParsedTables:
+def read(dataset: str, manual_dir: PathLike, **options: Any) -> ParsedTables:
     """Read ``manual_dir`` with the reader of ``dataset`` (``affectnet``, ``ferplus``, ``rafdb``)."""
     try:
         module_name = DATASETS[dataset]
@@ -74,7 +89,30 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_bytes(path: Path, relative: str) -> bytes:
+def is_uri(path: PathLike) -> bool:
+    """True for ``scheme://...`` paths (``gs://``, ``s3://``, ...), False for local ones."""
+    return "://" in os.fspath(path)
+
+
+def as_path(path: PathLike) -> AnyPath:
+    """A local path as :class:`pathlib.Path`; a URI as :class:`etils.epath.Path`.
+
+    Local paths keep pathlib (and plain file I/O: the fast path); ``gs://``, ``s3://``, ...
+    URIs, given as text or as ``epath.Path``, become ``epath.Path`` objects, whose
+    ``open`` / ``read_bytes`` / ``is_dir`` / ``iterdir`` reach the remote file system.
+    ``etils`` is imported only then.
+    """
+    if isinstance(path, Path):
+        return path
+    text = os.fspath(path)
+    if "://" in text:
+        from etils import epath
+
+        return epath.Path(path)
+    return Path(text)
+
+
+def read_bytes(path: AnyPath, relative: str) -> bytes:
     """Bytes of an annotation file; a missing or unreadable file is a :class:`FormatError`."""
     try:
         return path.read_bytes()
@@ -82,6 +120,41 @@ def read_bytes(path: Path, relative: str) -> bytes:
         raise FormatError(f"{relative}: missing file (expected at {path})") from None
     except OSError as error:
         raise FormatError(f"{relative}: cannot read file: {error.strerror or error}") from None
+
+
+def read_optional(root: AnyPath, relative: str) -> bytes | None:
+    """Bytes of ``root / relative``, or ``None`` when there is no such file.
+
+    Any other failure to read it is a :class:`FormatError`.
+    """
+    try:
+        if isinstance(root, Path):  # local: one open(), no Path object per file
+            with open(f"{os.fspath(root)}/{relative}", "rb") as handle:
+                return handle.read()
+        return (root / relative).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise FormatError(f"{relative}: cannot read file: {error.strerror or error}") from None
+
+
+def read_many(root: AnyPath, relatives: Sequence[str], *, threads: int = 32) -> list[bytes | None]:
+    """:func:`read_optional` of every relative path, in order.
+
+    Local files are read one after the other (the page cache makes that the fastest way);
+    on remote storage each file is a request, so ``threads`` of them run at a time.
+    """
+    if isinstance(root, Path) or len(relatives) < 2:
+        return [read_optional(root, relative) for relative in relatives]
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="curate-read") as pool:
+        return list(pool.map(lambda relative: read_optional(root, relative), relatives))
+
+
+def list_names(folder: AnyPath) -> list[str]:
+    """Names of the entries of a folder, sorted (``os.listdir`` locally, ``iterdir`` on a URI)."""
+    if isinstance(folder, Path):
+        return sorted(os.listdir(folder))
+    return sorted(child.name for child in folder.iterdir())
 
 
 def strip_bom(data: bytes) -> bytes:

@@ -41,11 +41,12 @@ blank lines are skipped but counted.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,13 +56,18 @@ import polars as pl
 
 from curate import labels
 from curate.formats import (
+    AnyPath,
+    PathLike,
+    as_path,
     concat_rejects,
     finish_annotations,
     finite_number,
     first_reason,
     integer_text,
+    list_names,
     read_bytes,
     read_lines,
+    read_many,
     sha256_hex,
     split_line_fields,
     split_rejects,
@@ -121,9 +127,9 @@ _FIELDS = (
 )
 
 
-def detect_layout(manual_dir: str | Path) -> str:
+def detect_layout(manual_dir: PathLike) -> str:
     """``"original"`` or ``"cropped"``; :class:`FormatError` naming the expected paths if neither."""
-    root = Path(manual_dir)
+    root = as_path(manual_dir)
     if (root / LISTS_DIR).is_dir():
         return "original"
     if any((root / d).is_dir() for d in CROPPED_DIRS.values()):
@@ -135,7 +141,7 @@ def detect_layout(manual_dir: str | Path) -> str:
     )
 
 
-def read(manual_dir: str | Path, *, layout: str | None = None) -> ParsedTables:
+def read(manual_dir: PathLike, *, layout: str | None = None) -> ParsedTables:
     """Read an AffectNet manual dir (layout auto-detected unless given).
 
     Parameters
@@ -150,7 +156,7 @@ def read(manual_dir: str | Path, *, layout: str | None = None) -> ParsedTables:
     ParsedTables
         Annotations in the common schema (no extra columns), rejects, file digests, layout.
     """
-    root = Path(manual_dir)
+    root = as_path(manual_dir)
     layout = layout or detect_layout(root)
     if layout == "original":
         return _read_original(root)
@@ -199,7 +205,7 @@ _WIDE_SCHEMA: dict[str, Any] = {
 
 
 def parse_original_csv(
-    data: bytes | str | os.PathLike[str], *, split: str, relative: str
+    data: bytes | str | os.PathLike[str], *, split: str, relative: str, after_read: Callable[[], Any] | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse one original-layout CSV (its bytes, or a local file path) into (kept rows, rejects).
 
@@ -212,13 +218,14 @@ def parse_original_csv(
     short first and last fields are split on ``,``), and a careful one (the line split
     field by field) for the rows the fast path flags -- only those lines are read twice.
     Given a path, Polars maps the file itself (no copy of the bytes in Python); the bytes are
-    read only when some line needs the careful path.
+    read only when some line needs the careful path. ``after_read`` is called once the CSV
+    reader (which keeps both cores busy) is done: :func:`read` starts the file's SHA-256 there.
     """
     header = strip_bom(_head(data)).split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
     if not header.strip():
         raise FormatError(f"{relative}: empty file or empty first line (expected the header {','.join(COLUMNS)})")
     _check_header(header, relative)
-    small, clean, full, careful = _typed_parts(data)
+    small, clean, full, careful = _typed_parts(data, after_read)
     reason, detail = _reasons()
     checked = [
         small.filter(clean).with_columns(reason, detail),
@@ -290,7 +297,9 @@ def _typed_rows(data: bytes) -> pl.DataFrame:
 _EMPTY_LANDMARKS = np.zeros((0, NUM_LANDMARK_VALUES), dtype=np.float32)
 
 
-def _typed_parts(data: bytes | str | os.PathLike[str]) -> tuple[pl.DataFrame, pl.Series, np.ndarray, pl.DataFrame]:
+def _typed_parts(
+    data: bytes | str | os.PathLike[str], after_read: Callable[[], Any] | None = None
+) -> tuple[pl.DataFrame, pl.Series, np.ndarray, pl.DataFrame]:
     """``(small, clean, full, careful)``: the fast path's typed rows without landmarks, which
     of them are clean, their ``(n, 136)`` landmark array, and the careful path's typed rows
     (with landmarks) for the lines the fast path could not take."""
@@ -312,6 +321,8 @@ def _typed_parts(data: bytes | str | os.PathLike[str]) -> tuple[pl.DataFrame, pl
     except pl.exceptions.PolarsError:  # e.g. invalid UTF-8: every row the careful way
         careful = _typed_careful(read_lines(_whole(data)).slice(1))
         return empty, pl.Series([], dtype=pl.Boolean), _EMPTY_LANDMARKS, careful
+    if after_read is not None:
+        after_read()
     small, clean, full = _typed_fast(wide)
     del wide
     suspicious = small.filter(~clean & ~pl.col("_blank"))["source_row"]
@@ -492,7 +503,7 @@ def _split_duplicates(kept: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return kept.filter(~later), rejects
 
 
-def _local_file(path: Path, relative: str) -> bytes | str:
+def _local_file(path: AnyPath, relative: str) -> bytes | str:
     """A local file's path (parsed and hashed in place, never copied into Python), else its bytes."""
     local = os.fspath(path)
     if "://" not in local and os.path.isfile(local):
@@ -505,18 +516,27 @@ def _file_sha256(path: str) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _read_original(root: Path) -> ParsedTables:
+def _parse_and_hash(
+    pool: ThreadPoolExecutor, path: AnyPath, split: str, relative: str
+) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """(kept, rejects, SHA-256) of one CSV; the hash runs in ``pool`` while the rows are typed."""
+    source = _local_file(path, relative)
+    hash_it = functools.partial(sha256_hex if isinstance(source, bytes) else _file_sha256, source)
+    digests: list[Any] = []
+    kept, rejects = parse_original_csv(
+        source, split=split, relative=relative, after_read=lambda: digests.append(pool.submit(hash_it))
+    )
+    return kept, rejects, digests[0].result() if digests else hash_it()
+
+
+def _read_original(root: AnyPath) -> ParsedTables:
     kept_parts, reject_parts = [], []
     files: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=1) as pool:  # hashing overlaps parsing (both release the GIL)
         for split, relative in ORIGINAL_FILES.items():
-            source = _local_file(root / relative, relative)
-            digest = pool.submit(sha256_hex, source) if isinstance(source, bytes) else pool.submit(_file_sha256, source)
-            kept, rejects = parse_original_csv(source, split=split, relative=relative)
-            del source
+            kept, rejects, files[relative] = _parse_and_hash(pool, root / relative, split, relative)
             kept_parts.append(kept)
             reject_parts.append(rejects)
-            files[relative] = digest.result()
     kept, duplicates = _split_duplicates(pl.concat(kept_parts, how="vertical"))
     if duplicates.height:
         reject_parts.append(duplicates)
@@ -641,7 +661,7 @@ def _npy_column(blobs: list[bytes], kind: str) -> tuple[pl.Series, pl.Series]:
     return pl.Series(np.where(valid, out, np.nan)).fill_nan(None), pl.Series(loaded)
 
 
-def _read_cropped(root: Path) -> ParsedTables:
+def _read_cropped(root: AnyPath) -> ParsedTables:
     frames: list[pl.DataFrame] = []
     files: dict[str, str] = {}
     present = [(split, folder) for split, folder in CROPPED_DIRS.items() if (root / folder).is_dir()]
@@ -658,17 +678,18 @@ def _read_cropped(root: Path) -> ParsedTables:
     return ParsedTables(finish_annotations(kept), concat_rejects([rejects]), files, "cropped")
 
 
-def _read_cropped_split(root: Path, split: str, folder: str, files: dict[str, str]) -> pl.DataFrame:
+def _read_cropped_split(root: AnyPath, split: str, folder: str, files: dict[str, str]) -> pl.DataFrame:
     annotation_dir = root / folder / "annotations"
     image_dir = root / folder / "images"
-    names = sorted(os.listdir(annotation_dir))
+    names = list_names(annotation_dir)
     matched = [(m.group(1), m.group(2), name) for name in names if (m := _ANNOTATION_NAME.match(name))]
-    images = sorted(os.listdir(image_dir)) if image_dir.is_dir() else []
+    images = list_names(image_dir) if image_dir.is_dir() else []
     image_of = {m.group(1): name for name in images if (m := _IMAGE_NAME.match(name))}
     blobs = {kind: ([], []) for kind in CROPPED_KINDS}  # kind -> (ids, blobs)
-    for number, kind, name in matched:
-        relative = f"{folder}/annotations/{name}"
-        blob = read_bytes(annotation_dir / name, relative)
+    relatives = [f"{folder}/annotations/{name}" for _, _, name in matched]
+    for (number, kind, name), relative, blob in zip(matched, relatives, read_many(root, relatives), strict=True):
+        if blob is None:  # listed a moment ago, gone now
+            blob = read_bytes(annotation_dir / name, relative)  # raises the FormatError naming it
         files[relative] = sha256_hex(blob)
         blobs[kind][0].append(number)
         blobs[kind][1].append(blob)

@@ -42,6 +42,8 @@ import polars as pl
 
 from curate import labels
 from curate.formats import (
+    PathLike,
+    as_path,
     concat_rejects,
     finish_annotations,
     first_reason,
@@ -143,13 +145,13 @@ def _parse_pixels_file(data: bytes, relative: str) -> pl.DataFrame:
     )
 
 
-def read(manual_dir: str | Path, *, with_pixels: bool = False) -> ParsedTables:
+def read(manual_dir: PathLike, *, with_pixels: bool = False) -> ParsedTables:
     """Read ``fer2013.csv`` + ``fer2013new.csv`` from a FERPlus manual dir.
 
     Parameters
     ----------
     manual_dir : path
-        Folder holding both files.
+        Folder holding both files: a local path or a ``gs://``-style URI / ``epath.Path``.
     with_pixels : bool
         Add the ``pixels`` text column (the image data) to the annotations.
 
@@ -158,7 +160,7 @@ def read(manual_dir: str | Path, *, with_pixels: bool = False) -> ParsedTables:
     ParsedTables
         Layout ``fer2013+ferplus``; extras ``image_name`` (and ``pixels``).
     """
-    root = Path(manual_dir)
+    root = as_path(manual_dir)
     blobs = {name: read_bytes(root / name, name) for name in (FER2013_FILE, FERPLUS_FILE)}
     with ThreadPoolExecutor(max_workers=1) as pool:
         digests = {name: pool.submit(sha256_hex, blob) for name, blob in blobs.items()}
@@ -234,13 +236,13 @@ def read(manual_dir: str | Path, *, with_pixels: bool = False) -> ParsedTables:
     return ParsedTables(annotations, concat_rejects([rejects]), files, "fer2013+ferplus")
 
 
-def read_votes(path: str | Path) -> ParsedTables:
-    """Read a ``fer2013new.csv`` alone (e.g. the real FER+ vote file).
+def read_votes(path: PathLike) -> ParsedTables:
+    """Read a ``fer2013new.csv`` alone (e.g. the real FER+ vote file; local path or URI).
 
     ``raw_label`` / ``label`` are null; rejects are ``malformed row`` and ``unknown usage``.
     ``source_file`` is the file name.
     """
-    path = Path(path)
+    path = as_path(path)
     data = read_bytes(path, path.name)
     votes = _parse_votes(data, path.name)
     reason, detail = first_reason(

@@ -35,11 +35,15 @@ import polars as pl
 
 from curate import labels
 from curate.formats import (
+    AnyPath,
+    PathLike,
+    as_path,
     concat_rejects,
     finish_annotations,
     first_reason,
     read_bytes,
     read_lines,
+    read_many,
     sha256_hex,
     split_rejects,
 )
@@ -89,15 +93,18 @@ def annotation_path(kind: str, stem: str) -> str:
     return f"{folder}/{stem}{suffix}"
 
 
-def read(manual_dir: str | Path) -> ParsedTables:
+def read(manual_dir: PathLike) -> ParsedTables:
     """Read a RAF-DB basic manual dir (the folder that contains ``basic/``).
+
+    ``manual_dir`` is a local path or a ``gs://``-style URI / ``epath.Path``; on remote
+    storage the per-image annotation files are fetched by a pool of threads.
 
     Returns
     -------
     ParsedTables
         Layout ``basic``; extras ``gender``, ``race``, ``age_group``, ``landmarks_auto``.
     """
-    root = Path(manual_dir)
+    root = as_path(manual_dir)
     data = read_bytes(root / LABEL_FILE, LABEL_FILE)
     files = {LABEL_FILE: sha256_hex(data)}
     lines = read_lines(data)
@@ -207,14 +214,12 @@ def _bad_count(values: pl.Expr, expected: int) -> pl.Expr:
     return ((values.list.len() != expected) | (values.list.drop_nulls().list.len() != expected)).fill_null(True)
 
 
-def _read_annotation_files(root: Path, kind: str, stems: list[str], files: dict[str, str]) -> list[str | None]:
+def _read_annotation_files(root: AnyPath, kind: str, stems: list[str], files: dict[str, str]) -> list[str | None]:
     """Text of one annotation file per stem (None when missing); records each file's digest."""
+    relatives = [annotation_path(kind, stem) for stem in stems]
     out: list[str | None] = []
-    for stem in stems:
-        relative = annotation_path(kind, stem)
-        try:
-            data = (root / relative).read_bytes()
-        except FileNotFoundError:
+    for relative, data in zip(relatives, read_many(root, relatives), strict=True):
+        if data is None:
             out.append(None)
             continue
         files[relative] = sha256_hex(data)
