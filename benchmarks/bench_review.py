@@ -8,20 +8,26 @@
    as samples/s and as the ratio bulk / ``add_samples``. Plus the end-to-end
    ``curate review load`` of an image dataset (reader, image headers, ingest, views).
 2. **Finding flipped labels.** ``curate synth affectnet --label-noise`` flips labels and lists
-   the flipped rows in a ledger. Out-of-sample class probabilities come from a scikit-learn
-   classifier (HOG of the landmark-aligned 48x48 grey face, logistic regression) through
-   ``cross_val_predict`` -- the trainer's runs hold predictions for the validation split only
-   (no held-out predictions of the training rows), so they cannot score the training flips.
-   The probabilities are written as a run folder (``predictions.parquet``, views
-   ``train_oof`` / ``class_frequency``) and attached with ``curate review load --run``: the
-   scores read back are FiftyOne Brain's mistakenness and hardness and cleanlab's label
-   quality as stored on the samples. Precision and recall of the top-k rows, k = number of
-   flips. A reference row uses the exact drawn landmarks as features: an upper bound of what
-   a classifier can separate on this synthetic data.
+   the flipped rows in a ledger. Out-of-sample class probabilities come from a run of the
+   trainer (``train.train_run``, i.e. ``curate train``) with ``oof_folds`` (``--oof-folds``):
+   after the main model, K fold models each train on K - 1 folds of the training rows and
+   predict the fold they did not see (view ``train_oof``); the main model predicts the
+   class-frequency hold-out and the validation split. Its input is the face aligned on its
+   68 landmarks (``train.testing.aligned_affectnet_source``, grey, ``--image-size`` px), its
+   model the compact ``small_cnn``. The run folder is attached with ``curate review load
+   --run``: the scores read back are FiftyOne Brain's mistakenness and hardness and
+   cleanlab's label quality as stored on the samples. Precision and recall of the top-k
+   rows, k = number of flips. Reference rows, scored in NumPy with the same functions: a
+   scikit-learn HOG + logistic-regression ``cross_val_predict`` (the previous method) and a
+   classifier on the exact drawn landmarks (an upper bound of what a classifier can
+   separate on this synthetic data). A second, clearly labelled measure counts only the
+   flips of clearly expressed faces (true label a basic expression 1-7 drawn at intensity
+   >= 0.5, the intensity recovered from the row's valence/arousal as the generator sets it).
 
 Usage::
 
     python benchmarks/bench_review.py [--scale 0.02] [--noise 0.1] [--ingest-rows 20000] [--keep DIR]
+        [--folds 5] [--epochs 8] [--image-size 48] [--augment] [--skip-ingest]
 
 Prints a Markdown section (``python -m benchmarks`` collects it into docs/benchmarks.md).
 """
@@ -34,6 +40,8 @@ import os
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # BLAS threads oversubscribe the shared cores badly
 
+import contextlib  # noqa: E402
+import logging  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -193,46 +201,57 @@ def out_of_sample_probabilities(features: np.ndarray, given: np.ndarray, *, pca:
     return cross_val_predict(make_pipeline(*steps), features, given, cv=folds, method="predict_proba")
 
 
-def write_run(folder: Path, annotations: Any, probabilities: np.ndarray, policy: labels.LabelPolicy) -> Path:
-    import json
+def clear_flips(annotations: Any, true: np.ndarray, is_flip: np.ndarray) -> np.ndarray:
+    """Flips of clearly expressed faces: true label a basic expression (1-7) drawn at intensity >= 0.5.
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    The generator sets the intensity of labels 0-7 from the row's valence/arousal as
+    ``clip(|(v, a)| / (1.25 |class mean|), 0.25, 1)`` (``curate.synth.faces._expression``);
+    the same formula recovers it here. Uses the ledger's true label: for reporting only.
+    """
+    from curate.synth import faces
 
-    n, k = probabilities.shape
-    clipped = np.clip(probabilities, 1e-7, 1.0)
-    logits = np.log(clipped).astype(np.float32)
-    splits = annotations["split"].to_list()
-    table = pa.table(
-        {
-            "id": pa.array(annotations["id"].to_list(), pa.string()),
-            "view": pa.array(["train_oof" if s == "train" else "class_frequency" for s in splits], pa.string()),
-            "split": pa.array(splits, pa.string()),
-            "label": pa.array(policy.apply(annotations["label"].to_numpy()), pa.int64()),
-            "predicted": pa.array(probabilities.argmax(1), pa.int64()),
-            "confidence": pa.array(probabilities.max(1).astype(np.float32), pa.float32()),
-            "probabilities": pa.array(probabilities.astype(np.float32).tolist(), pa.list_(pa.float32())),
-            "logits": pa.array(logits.tolist(), pa.list_(pa.float32())),
-            "valence_pred": pa.nulls(n, pa.float32()),
-            "arousal_pred": pa.nulls(n, pa.float32()),
-        }
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, folder / "predictions.parquet")
-    config = {"name": folder.name, "dataset": "affectnet", "policy": policy.name, "vote_mode": None,
-              "model": "sklearn-hog-logreg (cross_val_predict)", "seed": 0, "class_names": list(policy.classes)}  # fmt: skip
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "COMPLETE").write_text("")
-    return folder
+    valence = annotations["valence"].fill_null(0.0).to_numpy().astype(np.float64)
+    arousal = annotations["arousal"].fill_null(0.0).to_numpy().astype(np.float64)
+    means = np.asarray(faces._VA_MEAN, np.float64)
+    basic = (true >= 1) & (true <= 7)
+    radius = np.hypot(*means[np.clip(true, 0, 8)].T)
+    intensity = np.clip(np.hypot(valence, arousal) / (1.25 * np.maximum(radius, 1e-9)), 0.25, 1.0)
+    return is_flip & basic & (intensity >= 0.5)
 
 
-def bench_detection(fo: Any, work: Path, scale: float, noise: float) -> dict[str, Any]:
+def recall_within(scores: np.ndarray, subset: np.ndarray, k: int) -> float:
+    """Share of the ``subset`` rows that are among the ``k`` highest scores."""
+    top = np.argsort(-np.asarray(scores, np.float64), kind="stable")[:k]
+    return float(subset[top].sum() / max(int(subset.sum()), 1))
+
+
+def numpy_scores(probabilities: np.ndarray, given: np.ndarray) -> dict[str, np.ndarray]:
+    """The review's scores of out-of-sample probabilities, in NumPy (higher = more likely wrong)."""
+    from cleanlab.rank import get_label_quality_scores
+
+    from curate.review.errors import confident_learning, mistakenness_scores
+
+    clipped = np.clip(probabilities, 1e-9, 1.0)
+    quality, _ = confident_learning(given, clipped)
+    out = {"mistakenness": mistakenness_scores(np.log(clipped), given), "confident learning": -quality}
+    for method in ("normalized_margin", "confidence_weighted_entropy"):
+        out[f"cleanlab {method}"] = -get_label_quality_scores(
+            given, clipped / clipped.sum(1, keepdims=True), method=method
+        )
+    return out
+
+
+def bench_detection(
+    fo: Any, work: Path, scale: float, noise: float, *, folds: int, epochs: int, image_size: int, augment: bool
+) -> dict[str, Any]:
     import polars as pl
 
     from curate import formats
     from curate.review import load as rl
-    from curate.review.errors import confident_learning, mistakenness_scores, precision_recall_at_k
+    from curate.review.errors import precision_recall_at_k
     from curate.synth.affectnet import generate_affectnet
+    from train import TrainConfig, train_run
+    from train.testing import aligned_affectnet_source
 
     manual = work / "affectnet"
     start = time.perf_counter()
@@ -256,20 +275,42 @@ def bench_detection(fo: Any, work: Path, scale: float, noise: float) -> dict[str
     given = annotations["label"].to_numpy().astype(np.int64)
     truth = dict(zip(ledger["id"].to_list(), ledger["true_label"].to_list(), strict=True))
     true = np.array([truth.get(i, g) for i, g in zip(annotations["id"].to_list(), given, strict=True)])
+    clear = clear_flips(annotations, true, is_flip)
     k = int(is_flip.sum())
-    results.update(rows=annotations.height, flips=k, noise=noise)
+    results.update(rows=annotations.height, flips=k, clear_flips=int(clear.sum()), noise=noise)
+
+    # The trainer: main model + cross-fitted fold models on the landmark-aligned faces.
+    start = time.perf_counter()
+    source = aligned_affectnet_source(manual, image_size=image_size, workers=min(os.cpu_count() or 1, 4))
+    results["align_s"] = time.perf_counter() - start
+    config = TrainConfig(
+        dataset="affectnet", policy=policy.name, model="small_cnn", image_size=image_size, epochs=epochs,
+        batch_size=64, learning_rate=3e-3, patience=epochs, oof_folds=folds, oof_epochs=epochs,
+        augment=augment, export_tflite=False, name="bench-oof", seed=0,
+    )  # fmt: skip
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer's epoch lines are progress, not the report
+        run = train_run(config, source=source, runs_dir=work / "runs", register=False, overwrite=True, verbose=2)
+    results["train_s"] = time.perf_counter() - start
+    results["train_config"] = {"folds": folds, "epochs": epochs, "image_size": image_size, "model": config.model,
+                               "augment": augment,
+                               "train_rows": run.metrics["oof"]["rows"],
+                               "oof_s": run.metrics["oof"]["seconds"],
+                               "main_s": run.metrics["training"]["seconds"]}  # fmt: skip
+
+    # Out-of-sample accuracy of what the review stores (train_oof, hold-out, validation).
+    predictions = rl.read_predictions(rl.resolve_run(run.path))
+    by_id = dict(zip(predictions["id"].to_list(), predictions["predicted"].to_list(), strict=True))
+    index = {i: n for n, i in enumerate(annotations["id"].to_list())}
+    rows = np.array([index[i] for i in by_id if i in index])
+    predicted = np.array([by_id[i] for i in by_id if i in index])
+    results["accuracy_true"] = float((predicted == true[rows]).mean())
+    results["accuracy_given"] = float((predicted == given[rows]).mean())
+    results["predicted_rows"] = len(rows)
+    results["views"] = predictions.group_by("view").len().sort("view").rows()
 
     start = time.perf_counter()
-    paths = [str(manual / p) for p in annotations["source_path"].to_list()]
-    faces = aligned_faces(paths, annotations["landmarks"].to_list())
-    probabilities = out_of_sample_probabilities(hog(faces), given, pca=100, c=0.05)
-    results["classifier_s"] = time.perf_counter() - start
-    results["accuracy_true"] = float((probabilities.argmax(1) == true).mean())
-    results["accuracy_given"] = float((probabilities.argmax(1) == given).mean())
-
-    run = write_run(work / "runs" / "bench-oof", annotations, probabilities, policy)
-    start = time.perf_counter()
-    loaded = rl.load("affectnet", manual_dir=manual, name="bench-review", cache_dir=work / "cache", run=run)
+    loaded = rl.load("affectnet", manual_dir=manual, name="bench-review", cache_dir=work / "cache", run=run.path)
     results["attach_s"] = time.perf_counter() - start
     run_summary = loaded.runs[0]
     ds = fo.load_dataset("bench-review")
@@ -278,34 +319,67 @@ def bench_detection(fo: Any, work: Path, scale: float, noise: float) -> dict[str
         ["source_id", fields.mistakenness, fields.hardness, fields.label_quality, fields.label_issue]
     )
     stored_flip = np.array([i in flipped for i in ids])
+    stored_clear = np.array([bool(clear[index[i]]) if i in index else False for i in ids])
     scored = np.array([m is not None for m in mistakenness])
 
-    def pr(scores: list[Any], *, lower_is_worse: bool = False) -> tuple[float, float]:
-        values = np.array([np.nan if s is None else float(s) for s in scores])
-        values = np.where(np.isnan(values), -np.inf, -values if lower_is_worse else values)
-        return precision_recall_at_k(values, stored_flip, k)
+    def values(scores: list[Any], *, lower_is_worse: bool = False) -> np.ndarray:
+        array = np.array([np.nan if s is None else float(s) for s in scores])
+        return np.where(np.isnan(array), -np.inf, -array if lower_is_worse else array)
 
     flagged = np.array([bool(x) for x in issue])
     hits = int((flagged & stored_flip).sum())
+    stored = {
+        "mistakenness (FiftyOne Brain)": values(mistakenness),
+        "confident learning (cleanlab label quality)": values(quality, lower_is_worse=True),
+        "hardness (FiftyOne Brain, reference)": values(hardness),
+    }
     results["scores"] = {
-        "mistakenness (FiftyOne Brain)": pr(mistakenness),
-        "confident learning (cleanlab label quality)": pr(quality, lower_is_worse=True),
-        "hardness (FiftyOne Brain, reference)": pr(hardness),
+        name: (*precision_recall_at_k(score, stored_flip, k), recall_within(score, stored_clear, k))
+        for name, score in stored.items()
     }
     results["cleanlab_flagged"] = (int(flagged.sum()), hits / max(int(flagged.sum()), 1), hits / max(k, 1))
     results["scored_rows"] = int(scored.sum())
     results["misclassified_view"] = loaded.views.get("misclassified")
 
+    # The same run's probabilities under cleanlab's other label-quality methods (NumPy).
+    probabilities = np.full((annotations.height, policy.num_classes), 1.0 / policy.num_classes)
+    known = np.zeros(annotations.height, bool)
+    for sid, probs in zip(predictions["id"].to_list(), predictions["probabilities"].to_list(), strict=True):
+        if sid in index:
+            probabilities[index[sid]] = probs
+            known[index[sid]] = True
+    trained = numpy_scores(probabilities, given)
+    results["methods"] = {
+        name: (
+            *precision_recall_at_k(np.where(known, score, -np.inf), is_flip, k),
+            recall_within(np.where(known, score, -np.inf), clear, k),
+        )
+        for name, score in trained.items()
+        if name.startswith("cleanlab ")
+    }
+
+    # References: HOG + logistic regression (the previous method) and the exact-landmark classifier.
+    start = time.perf_counter()
+    paths = [str(manual / p) for p in annotations["source_path"].to_list()]
+    hog_probabilities = out_of_sample_probabilities(
+        hog(aligned_faces(paths, annotations["landmarks"].to_list())), given, pca=100, c=0.05
+    )
+    results["hog_s"] = time.perf_counter() - start
     geometry = landmark_geometry(annotations["landmarks"].to_list())
     ceiling = out_of_sample_probabilities(geometry, given, pca=None, c=1.0)
-    quality_c, _ = confident_learning(given, ceiling)
-    results["ceiling"] = {
-        "accuracy_true": float((ceiling.argmax(1) == true).mean()),
-        "mistakenness": precision_recall_at_k(
-            mistakenness_scores(np.log(np.clip(ceiling, 1e-9, 1)), given), is_flip, k
-        ),
-        "confident learning": precision_recall_at_k(-quality_c, is_flip, k),
-    }
+    results["references"] = {}
+    for name, probs in (
+        ("HOG + logistic regression, `cross_val_predict` (previous method)", hog_probabilities),
+        ("exact drawn landmarks + logistic regression (ceiling)", ceiling),
+    ):
+        scores = numpy_scores(probs, given)
+        results["references"][name] = {
+            "accuracy_true": float((probs.argmax(1) == true).mean()),
+            **{
+                key: (*precision_recall_at_k(scores[key], is_flip, k), recall_within(scores[key], clear, k))
+                for key in ("mistakenness", "confident learning")
+            },
+        }
     return results
 
 
@@ -314,49 +388,72 @@ def bench_detection(fo: Any, work: Path, scale: float, noise: float) -> dict[str
 # --------------------------------------------------------------------------------------
 
 
-def markdown(ingest: dict[str, Any], detection: dict[str, Any]) -> str:
-    bulk = ingest["rows"] / ingest["bulk_s"]
-    reference = ingest["reference_rows"] / ingest["add_samples_s"]
-    unvalidated = ingest["reference_rows"] / ingest["add_samples_unvalidated_s"]
+def markdown(ingest: dict[str, Any] | None, detection: dict[str, Any]) -> str:
     end_to_end = detection["load_rows"] / detection["load_s"]
-    lines = [
-        "## bench_review",
-        "",
-        "### Ingest into FiftyOne (same prepared samples: box, 68 landmarks, 7 labels, V/A)",
-        "",
-        "| path | samples | seconds | samples/s | ratio to `add_samples` |",
-        "|---|---:|---:|---:|---:|",
-        f"| `insert_samples` (BSON, bulk `insert_many`, declared schema) | {ingest['rows']:,} | {ingest['bulk_s']:.2f} | {bulk:,.0f} | {bulk / reference:.1f}x |",
-        f"| `Dataset.add_samples` with `fo.Sample` objects | {ingest['reference_rows']:,} | {ingest['add_samples_s']:.2f} | {reference:,.0f} | 1.0x |",
-        f"| `add_samples(validate=False, expand_schema=False)` | {ingest['reference_rows']:,} | {ingest['add_samples_unvalidated_s']:.2f} | {unvalidated:,.0f} | {unvalidated / reference:.1f}x |",
-        f"| `curate review load` end to end (reader, image headers, ingest, views) | {detection['load_rows']:,} | {detection['load_s']:.2f} | {end_to_end:,.0f} | |",
-        "",
-        f"Target >= 2,000 samples/s: bulk ingest {'meets' if bulk >= 2000 else 'MISSES'} it ({bulk:,.0f}/s); "
-        f"end to end {end_to_end:,.0f}/s (includes reading {detection['load_rows']:,} image headers).",
-        "",
+    lines = ["## bench_review", ""]
+    if ingest is not None:
+        bulk = ingest["rows"] / ingest["bulk_s"]
+        reference = ingest["reference_rows"] / ingest["add_samples_s"]
+        unvalidated = ingest["reference_rows"] / ingest["add_samples_unvalidated_s"]
+        lines += [
+            "### Ingest into FiftyOne (same prepared samples: box, 68 landmarks, 7 labels, V/A)",
+            "",
+            "| path | samples | seconds | samples/s | ratio to `add_samples` |",
+            "|---|---:|---:|---:|---:|",
+            f"| `insert_samples` (BSON, bulk `insert_many`, declared schema) | {ingest['rows']:,} | {ingest['bulk_s']:.2f} | {bulk:,.0f} | {bulk / reference:.1f}x |",
+            f"| `Dataset.add_samples` with `fo.Sample` objects | {ingest['reference_rows']:,} | {ingest['add_samples_s']:.2f} | {reference:,.0f} | 1.0x |",
+            f"| `add_samples(validate=False, expand_schema=False)` | {ingest['reference_rows']:,} | {ingest['add_samples_unvalidated_s']:.2f} | {unvalidated:,.0f} | {unvalidated / reference:.1f}x |",
+            f"| `curate review load` end to end (reader, image headers, ingest, views) | {detection['load_rows']:,} | {detection['load_s']:.2f} | {end_to_end:,.0f} | |",
+            "",
+            f"Target >= 2,000 samples/s: bulk ingest {'meets' if bulk >= 2000 else 'MISSES'} it ({bulk:,.0f}/s); "
+            f"end to end {end_to_end:,.0f}/s (includes reading {detection['load_rows']:,} image headers).",
+            "",
+        ]
+    else:
+        lines += [f"(ingest section skipped; `curate review load` end to end: {end_to_end:,.0f} samples/s)", ""]
+    train = detection["train_config"]
+    k = detection["flips"]
+    lines += [
         f"### Finding flipped labels (synthetic AffectNet, {detection['rows']:,} rows, label noise {detection['noise']:.0%}, "
-        f"{detection['flips']} flips)",
+        f"{k} flips, {detection['clear_flips']} of them of clearly expressed faces)",
         "",
-        "Out-of-sample probabilities: scikit-learn `cross_val_predict` (5 folds) of a logistic regression on HOG "
-        "features of the landmark-aligned 48x48 face -- not a trained CNN run: the trainer writes predictions of the "
-        "validation split only, so its runs cannot score flips in the training rows. "
-        f"Classifier accuracy vs the true labels {detection['accuracy_true']:.3f} "
-        f"(vs the noisy given labels {detection['accuracy_given']:.3f}); {detection['classifier_s']:.0f} s.",
+        f"Out-of-sample probabilities from a trained run: `curate train` (`train.train_run`) with `--oof-folds "
+        f"{train['folds']}`, model `{train['model']}`, {train['image_size']} px landmark-aligned grey faces, "
+        f"{train['epochs']} epochs per model, {'with' if train['augment'] else 'no'} augmentation, batch 64, "
+        f"learning rate 3e-3 (cosine), policy keep-all. The {train['folds']} fold models cross-fit the "
+        f"{train['train_rows']:,} training rows (view `train_oof`, {train['oof_s']:.0f} s); the main model "
+        f"({train['main_s']:.0f} s) predicts the class-frequency hold-out and the validation split. "
+        f"Out-of-sample accuracy over {detection['predicted_rows']:,} rows: {detection['accuracy_true']:.3f} vs the "
+        f"true labels, {detection['accuracy_given']:.3f} vs the noisy given labels. Run written in "
+        f"{detection['train_s']:.0f} s (faces aligned in {detection['align_s']:.0f} s).",
         "",
-        f"| score (read back from the FiftyOne fields) | precision@k | recall@k (k = {detection['flips']}) |",
-        "|---|---:|---:|",
+        f"| score | precision@k | recall@k (k = {k}) | recall of clear flips in the top k |",
+        "|---|---:|---:|---:|",
     ]
-    for name, (precision, recall) in detection["scores"].items():
-        lines.append(f"| {name} | {precision:.3f} | {recall:.3f} |")
+    for name, (precision, recall, clear) in detection["scores"].items():
+        lines.append(
+            f"| trained run, read back from FiftyOne: {name} | {precision:.3f} | **{recall:.3f}** | {clear:.3f} |"
+        )
     count, precision, recall = detection["cleanlab_flagged"]
-    lines.append(f"| cleanlab `find_label_issues` flags ({count} rows flagged) | {precision:.3f} | {recall:.3f} |")
-    ceiling = detection["ceiling"]
+    lines.append(
+        f"| trained run: cleanlab `find_label_issues` flags ({count} rows flagged) | {precision:.3f} | {recall:.3f} | |"
+    )
+    for name, (precision, recall, clear) in detection["methods"].items():
+        lines.append(f"| trained run, NumPy: {name} | {precision:.3f} | {recall:.3f} | {clear:.3f} |")
+    for name, reference in detection["references"].items():
+        for key in ("mistakenness", "confident learning"):
+            precision, recall, clear = reference[key]
+            lines.append(
+                f"| reference: {name} (accuracy {reference['accuracy_true']:.3f}), {key} | {precision:.3f} | {recall:.3f} | {clear:.3f} |"
+            )
+    best = max(recall for _, recall, _ in detection["scores"].values())
     lines += [
         "",
-        "Reference, same pipeline maths on a classifier that sees the exact drawn landmarks (not pixels; accuracy "
-        f"{ceiling['accuracy_true']:.3f}): mistakenness recall@k {ceiling['mistakenness'][1]:.3f}, confident learning "
-        f"{ceiling['confident learning'][1]:.3f}. The generator draws weak expressions (intensity from 0.25) that "
-        "overlap with Neutral and with each other, so part of the flips are invisible to any classifier.",
+        f"Target recall@k >= 0.8 with a trained run: {'met' if best >= 0.8 else 'NOT met'} (best stored score "
+        f"{best:.3f}). The generator draws weak expressions (intensity from 0.25) that overlap with Neutral and "
+        "with each other, and flips follow plausible confusions, so part of the flips are invisible to any "
+        "classifier: the exact-landmark row is that ceiling. The last column counts only flips whose true label is "
+        "a basic expression drawn at intensity >= 0.5 (from the ledger; reporting only, never used for scoring).",
         "",
         f"Attaching the run (predictions, evaluation, Brain mistakenness + hardness, cleanlab, views) took "
         f"{detection['attach_s']:.1f} s for {detection['scored_rows']:,} rows.",
@@ -370,6 +467,13 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=0.1, help="label-noise rate")
     parser.add_argument("--ingest-rows", type=int, default=20_000)
     parser.add_argument("--reference-rows", type=int, default=3_000, help="rows for the slow add_samples path")
+    parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds of the trained run (--oof-folds)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs of the main and of each fold model")
+    parser.add_argument("--image-size", type=int, default=48, help="side of the aligned face the model sees")
+    parser.add_argument(
+        "--augment", action="store_true", help="train with the trainer's augmentation (off: aligned faces learn faster)"
+    )
+    parser.add_argument("--skip-ingest", action="store_true", help="only section 2 (while iterating)")
     parser.add_argument("--keep", type=Path, help="work folder to keep (and reuse the generated images)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-review-"))
@@ -380,12 +484,18 @@ def main() -> int:
         db.configure(database_dir=work / "fiftyone-db")
         fo = db.connect()
         fo.config.show_progress_bars = False
-        log("ingest: preparing the annotation table")
-        frame = prepared_table(work, args.ingest_rows)
-        log(f"ingest: {frame.height} rows")
-        ingest = bench_ingest(fo, frame, args.reference_rows)
-        log(f"ingest: {ingest}")
-        detection = bench_detection(fo, work, args.scale, args.noise)
+        logging.getLogger("fiftyone").setLevel(logging.WARNING)  # Brain's "Computing ..." lines are not the report
+        ingest = None
+        if not args.skip_ingest:
+            log("ingest: preparing the annotation table")
+            frame = prepared_table(work, args.ingest_rows)
+            log(f"ingest: {frame.height} rows")
+            ingest = bench_ingest(fo, frame, args.reference_rows)
+            log(f"ingest: {ingest}")
+        detection = bench_detection(
+            fo, work, args.scale, args.noise, folds=args.folds, epochs=args.epochs, image_size=args.image_size,
+            augment=args.augment,
+        )  # fmt: skip
         log(f"detection: {detection}")
         print(markdown(ingest, detection))
     finally:

@@ -28,7 +28,9 @@ def error_line(result) -> str:
 def test_help_lists_every_option_with_text() -> None:
     result = runner.invoke(app, ["train", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for option in ("--dataset", "--policies", "--vote-mode", "--weights", "--class-weight", "--sampler", "--va-head"):
+    for option in (
+        "--dataset", "--policies", "--vote-mode", "--weights", "--class-weight", "--sampler", "--va-head", "--oof-folds",
+    ):  # fmt: skip
         assert option in result.output
     compare = runner.invoke(app, ["train", "compare", "--help"])
     assert compare.exit_code == 0 and "comparison table" in compare.output
@@ -49,6 +51,7 @@ def test_help_lists_every_option_with_text() -> None:
         (["--dataset", "rafdb", "--class-weight", "log"], "--class-weight: unknown value 'log'"),
         (["--dataset", "rafdb", "--weights", "/nonexistent/w.h5"], "--weights: no such file"),
         (["--dataset", "rafdb", "--policy", "drop-7-plus", "--policies", "keep-all"], "either --policy or --policies"),
+        (["--dataset", "rafdb", "--oof-folds", "1"], "oof"),
     ],
 )
 def test_bad_options_fail_in_one_line(args: list[str], expected: str, tmp_path) -> None:

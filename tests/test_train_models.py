@@ -23,6 +23,7 @@ def config(**kwargs) -> TrainConfig:
         pytest.param("mobilenet_v2", marks=pytest.mark.slow),
         "mobilenet_v3_small",
         pytest.param("mobilenet_v3_large", marks=pytest.mark.slow),
+        "small_cnn",
     ],
 )
 def test_models_take_0_255_images_and_give_logits(name: str) -> None:

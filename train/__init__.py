@@ -4,7 +4,9 @@
 cache / augment (:mod:`train.data`) -> MobileNet (:mod:`train.models`) -> fit with early
 stopping on a balanced metric (:mod:`train.loop`) -> metrics on the balanced and
 class-frequency views (:mod:`train.evaluate`) -> TFLite (:mod:`train.export`) -> a run
-folder registered in the workspace. The command line is ``curate train`` or
+folder registered in the workspace. With ``TrainConfig(oof_folds=K)`` the run also holds
+out-of-fold predictions of its training rows from K cross-fitted models (:mod:`train.oof`),
+for confident learning in ``curate review``. The command line is ``curate train`` or
 ``python -m train``; see ``docs/training.md``.
 
 TensorFlow is imported by the submodules' functions, not by this package.

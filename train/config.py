@@ -17,7 +17,9 @@ from typing import Any
 from curate import labels
 
 DATASETS = ("affectnet", "ferplus", "rafdb")
-MODELS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+#: ``small_cnn``: a plain four-stage CNN (``train.models.build_small_cnn``) for small inputs
+#: (32-64 px, e.g. aligned faces), fast on a CPU; the MobileNets are Keras applications.
+MODELS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "small_cnn")
 CLASS_WEIGHT_METHODS = ("none", "inverse", "sqrt", "effective")
 SAMPLERS = ("natural", "balanced")
 MONITORS = ("auto", "balanced", "class_frequency")
@@ -63,6 +65,12 @@ class TrainConfig:
     studies' rule and defaults), ``max_train_examples`` / ``max_eval_examples`` (caps for quick runs, 0 =
     all), ``cache``, ``export_tflite``, ``augment``, ``dropout``, ``config`` (TFDS builder
     config, e.g. ``crop224``), ``data_dir``, ``runs_dir`` and ``name``.
+
+    ``oof_folds`` (0 = off, else >= 2) adds out-of-fold predictions of the training rows
+    (:mod:`train.oof`): after the main run, ``oof_folds`` extra models are trained, each on
+    all training rows but one fold (folds stratified by label, by hashed id and ``seed``),
+    and predict the fold they did not see (view ``train_oof`` of ``predictions.parquet``).
+    ``oof_epochs`` (0 = ``epochs``) is their epoch budget.
     """
 
     dataset: str
@@ -96,6 +104,8 @@ class TrainConfig:
     name: str | None = None
     deterministic: bool = True
     exclude: str | None = None
+    oof_folds: int = 0
+    oof_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.policy is None and self.dataset in DEFAULT_POLICY:
@@ -135,6 +145,12 @@ class TrainConfig:
         for option, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
             if value < 1:
                 raise TrainError(f"--{option} must be at least 1, got {value}")
+        if self.oof_folds != 0 and self.oof_folds < 2:
+            raise TrainError(f"--oof-folds must be 0 (off) or at least 2, got {self.oof_folds}")
+        if self.oof_epochs < 0:
+            raise TrainError(f"--oof-epochs must be 0 (same as --epochs) or positive, got {self.oof_epochs}")
+        if self.oof_folds and self.va_head:
+            raise TrainError("--oof-folds with --va-head is not supported (out-of-fold predictions are for labels)")
         if not 0.0 < self.holdout_fraction < 0.5:
             raise TrainError(f"--holdout-fraction must be in (0, 0.5), got {self.holdout_fraction}")
         if self.weights != "none" and not Path(self.weights).is_file():

@@ -37,6 +37,9 @@ shuffle -> repeat -> [balanced: per-class rejection sampling] -> augment (statel
 rotation/translation/zoom, brightness/contrast/saturation; per-element seeds from
 ``Dataset.random``) -> batch -> prefetch. Every ``map`` uses ``AUTOTUNE`` and only stateless
 random ops, so the stream is deterministic given the seed.
+``PreparedData.train_subset`` builds the same stream over a subset of the training rows and
+``PreparedData.train_view`` a prediction view of some training rows, both filtered by id
+from the same cached rows (cross-fitting, :mod:`train.oof`).
 """
 
 from __future__ import annotations
@@ -390,6 +393,12 @@ class PreparedData:
     cleanup: Callable[[], None]
     #: ``--exclude``: ids listed for the dataset, SHA-256 of the file and train rows dropped.
     exclusions: dict[str, Any] | None = None
+    #: Hard labels of ``train_ids`` (same order).
+    train_labels: np.ndarray | None = None
+    #: ``train_subset(ids, seed) -> (stream, steps, counts)``: training stream of some rows.
+    train_subset: Callable[[np.ndarray, int], tuple[Any, int, np.ndarray]] | None = None
+    #: ``train_view(name, ids, description) -> View``: some training rows, for prediction.
+    train_view: Callable[[str, np.ndarray, str], View] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -482,6 +491,12 @@ def _rows_dataset(
     ds = ds.map(targets, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(selected)
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _filter_ids(ds: Any, ids: np.ndarray) -> Any:
+    """The rows of ``ds`` (row dicts with an ``id``) whose id is in ``ids``, in ``ds`` order."""
+    table = _id_table(ids)
+    return ds.filter(lambda row: table.lookup(row["id"]) >= 0)
 
 
 def _cache(ds: Any, mode: str, path: Path | None) -> Any:
@@ -630,47 +645,72 @@ def prepare_data(
     )
     base = _cache(base, cache, cache_dir / "train" if cache_dir else None)
     train_count = int(train_rows.sum())
-    stream = base.shuffle(min(train_count, 20_000), seed=seed, reshuffle_each_iteration=True).repeat()
-    if config.sampler == "balanced":
-        # Rejection sampling to a uniform class distribution (tf.data's rejection_resample
-        # rule without its mixing and console warnings): class c is accepted with
-        # probability min_k n_k / n_c, decided by a per-element stateless draw.
-        present = train_counts > 0
-        accept = np.where(present, train_counts[present].min() / np.maximum(train_counts, 1), 0.0)
-        accept_t = tf.constant(accept, tf.float32)
 
-        def accepted(row: dict[str, Any], draw_seed: Any) -> Any:
-            label = row["label"]
-            class_index = tf.argmax(label, axis=-1) if soft else label
-            uniform = tf.random.stateless_uniform([], tf.stack([draw_seed, 3]))
-            return uniform < tf.gather(accept_t, class_index)
+    def build_stream(rows: Any, count: int, counts: np.ndarray, weights: Any, stream_seed: int) -> Any:
+        """Shuffled, repeated, (balanced-sampled,) augmented ``(x, y, w)`` batches of ``rows``."""
+        stream = rows.shuffle(min(count, 20_000), seed=stream_seed, reshuffle_each_iteration=True).repeat()
+        if config.sampler == "balanced":
+            # Rejection sampling to a uniform class distribution (tf.data's rejection_resample
+            # rule without its mixing and console warnings): class c is accepted with
+            # probability min_k n_k / n_c, decided by a per-element stateless draw.
+            present = counts > 0
+            accept = np.where(present, counts[present].min() / np.maximum(counts, 1), 0.0)
+            accept_t = tf.constant(accept, tf.float32)
 
-        stream = tf.data.Dataset.zip(stream, tf.data.Dataset.random(seed=seed + 1))
-        stream = stream.filter(accepted).map(lambda row, _: row)
-    stream = tf.data.Dataset.zip(stream, tf.data.Dataset.random(seed=seed))
+            def accepted(row: dict[str, Any], draw_seed: Any) -> Any:
+                label = row["label"]
+                class_index = tf.argmax(label, axis=-1) if soft else label
+                uniform = tf.random.stateless_uniform([], tf.stack([draw_seed, 3]))
+                return uniform < tf.gather(accept_t, class_index)
 
-    def train_row(row: dict[str, Any], element_seed: Any) -> dict[str, Any]:
-        row = dict(row)
-        if config.augment:
-            row["image"] = augment(row["image"], element_seed)
-        else:
-            row["image"] = tf.cast(row["image"], tf.float32)
-        if sample_draw:  # FER+ "probability": a one-hot drawn from the distribution per use
-            draw = tf.random.stateless_categorical(
-                tf.math.log(row["label"][None] + 1e-12), 1, tf.stack([element_seed, 17])
-            )[0, 0]
-            row["label"] = tf.one_hot(draw, num_classes, dtype=tf.float32)
-        row.pop("id")
-        return row
+            stream = tf.data.Dataset.zip(stream, tf.data.Dataset.random(seed=stream_seed + 1))
+            stream = stream.filter(accepted).map(lambda row, _: row)
+        stream = tf.data.Dataset.zip(stream, tf.data.Dataset.random(seed=stream_seed))
 
-    stream = stream.map(train_row, num_parallel_calls=tf.data.AUTOTUNE)
-    stream = stream.batch(config.batch_size, drop_remainder=False)
-    stream = stream.map(
-        lambda row: keras_batch(row, va_head=config.va_head, weights=weights, soft=soft),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    stream = stream.prefetch(tf.data.AUTOTUNE)
+        def train_row(row: dict[str, Any], element_seed: Any) -> dict[str, Any]:
+            row = dict(row)
+            if config.augment:
+                row["image"] = augment(row["image"], element_seed)
+            else:
+                row["image"] = tf.cast(row["image"], tf.float32)
+            if sample_draw:  # FER+ "probability": a one-hot drawn from the distribution per use
+                draw = tf.random.stateless_categorical(
+                    tf.math.log(row["label"][None] + 1e-12), 1, tf.stack([element_seed, 17])
+                )[0, 0]
+                row["label"] = tf.one_hot(draw, num_classes, dtype=tf.float32)
+            row.pop("id")
+            return row
+
+        stream = stream.map(train_row, num_parallel_calls=tf.data.AUTOTUNE)
+        stream = stream.batch(config.batch_size, drop_remainder=False)
+        stream = stream.map(
+            lambda row: keras_batch(row, va_head=config.va_head, weights=weights, soft=soft),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return stream.prefetch(tf.data.AUTOTUNE)
+
+    stream = build_stream(base, train_count, train_counts, weights, seed)
     steps = max(1, math.ceil(train_count / config.batch_size))
+    train_labels = train_scan.labels[train_rows]
+
+    def train_subset(ids: np.ndarray, stream_seed: int) -> tuple[Any, int, np.ndarray]:
+        """The training stream of a subset of the training rows (cross-fitting): ``(stream,
+        steps per epoch, class counts)``; class weights recomputed from the subset's counts."""
+        chosen = np.isin(train_ids, np.asarray(ids, dtype=object))
+        counts = np.bincount(train_labels[chosen], minlength=num_classes)
+        subset_weights = tf.constant(class_weights(counts, config.class_weight), tf.float32)
+        count = int(chosen.sum())
+        if count == 0:
+            raise TrainError("cross-fitting: a fold leaves no training rows")
+        rows = _filter_ids(base, train_ids[chosen])
+        steps_per_epoch = max(1, math.ceil(count / config.batch_size))
+        return build_stream(rows, count, counts, subset_weights, stream_seed), steps_per_epoch, counts
+
+    def train_view(name: str, ids: np.ndarray, description: str) -> View:
+        """A :class:`View` of some training rows (decoded, not augmented), for predicting them."""
+        chosen = np.isin(train_ids, np.asarray(ids, dtype=object))
+        rows = _filter_ids(base, train_ids[chosen]).batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+        return View(name, train_split, train_ids[chosen], train_labels[chosen], rows, description)
 
     def representative() -> Any:
         for row in base.take(min(train_count, 128)).batch(1):
@@ -690,6 +730,9 @@ def prepare_data(
     return PreparedData(
         train=stream,
         train_ids=train_ids,
+        train_labels=train_labels,
+        train_subset=train_subset,
+        train_view=train_view,
         steps_per_epoch=steps,
         train_count=train_count,
         train_counts=train_counts,

@@ -21,6 +21,8 @@ Run folder (``docs/contracts.md``)::
                                speed; TFLite sizes, latencies and agreement
         predictions.parquet    id, view, split, label, predicted, confidence, probabilities,
                                logits, valence_pred, arousal_pred
+        oof_folds.parquet      with --oof-folds: id, fold, label of every training row
+                               (view ``train_oof`` of predictions.parquet; train.oof)
         confusion_<view>.png
         model.keras
         model_float.tflite, model_int8.tflite
@@ -100,11 +102,24 @@ def _finite(value: Any) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def _callbacks(config: TrainConfig, data: Any, work: Path, *, va_head: bool, verbose: int) -> list[Any]:
+def _callbacks(
+    config: TrainConfig,
+    data: Any,
+    work: Path | None,
+    *,
+    va_head: bool,
+    verbose: int,
+    steps_per_epoch: int | None = None,
+    prefix: str = "",
+) -> list[Any]:
+    """Epoch timer, monitored-view metrics, early stopping (best weights restored), the best
+    checkpoint to ``work/model.keras`` (none when ``work`` is None) and the epoch summary
+    line (``prefix`` first). ``steps_per_epoch`` defaults to the run's."""
     import keras
 
     monitor = data.views[data.monitor_view]
     class_names = data.class_names
+    steps = steps_per_epoch or data.steps_per_epoch
 
     class EpochTimer(keras.callbacks.Callback):
         """Wall time of the training part of each epoch (before the evaluation callbacks)."""
@@ -116,7 +131,7 @@ def _callbacks(config: TrainConfig, data: Any, work: Path, *, va_head: bool, ver
             seconds = time.perf_counter() - self.start
             if logs is not None:
                 logs["train_seconds"] = seconds
-                logs["train_images_per_second"] = data.steps_per_epoch * config.batch_size / max(seconds, 1e-9)
+                logs["train_images_per_second"] = steps * config.batch_size / max(seconds, 1e-9)
 
     class ViewMonitor(keras.callbacks.Callback):
         """Balanced accuracy, accuracy, macro F1 (and loss) of the monitored view, as ``val_*``."""
@@ -144,7 +159,7 @@ def _callbacks(config: TrainConfig, data: Any, work: Path, *, va_head: bool, ver
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
             accuracy = logs.get("accuracy", logs.get("label_accuracy", float("nan")))
-            line = (
+            line = prefix + (
                 f"epoch {epoch + 1}/{config.epochs}: loss {logs.get('loss', float('nan')):.4f} "
                 f"acc {accuracy:.3f} | {data.monitor_view}: bal-acc {logs.get('val_balanced_accuracy', float('nan')):.3f} "
                 f"acc {logs.get('val_accuracy', float('nan')):.3f} macro-F1 {logs.get('val_macro_f1', float('nan')):.3f}"
@@ -163,10 +178,13 @@ def _callbacks(config: TrainConfig, data: Any, work: Path, *, va_head: bool, ver
         keras.callbacks.EarlyStopping(
             monitor="val_balanced_accuracy", mode="max", patience=config.patience, restore_best_weights=True, verbose=0
         ),
-        keras.callbacks.ModelCheckpoint(
-            str(work / "model.keras"), monitor="val_balanced_accuracy", mode="max", save_best_only=True, verbose=0
-        ),
     ]
+    if work is not None:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(work / "model.keras"), monitor="val_balanced_accuracy", mode="max", save_best_only=True, verbose=0
+            )
+        )
     if verbose:
         callbacks.append(EpochSummary())
     return callbacks
@@ -331,6 +349,14 @@ def _train_in(
         )
         if reference is None:
             reference = _sample_images(view, predictions)
+    crossfit = None
+    if config.oof_folds:  # extra models after the main one: its weights and metrics are untouched
+        from train import oof
+
+        crossfit = oof.cross_fit(config, data, verbose=verbose)
+        tables.append(crossfit.table())
+        metrics[oof.VIEW] = crossfit.metrics
+        crossfit.write_folds(work / oof.FOLDS_FILE)
     evaluate.write_predictions(tables, work / "predictions.parquet")
 
     images_seen = epochs_run * data.steps_per_epoch * config.batch_size
@@ -354,6 +380,8 @@ def _train_in(
     metrics["protocol"] = protocol_key(config)
     source_info = source.describe() if hasattr(source, "describe") else {}
     metrics["data_fingerprint"] = data_fingerprint(config, source_info)
+    if crossfit is not None:
+        metrics["oof"] = crossfit.summary
     write_json(work / "metrics.json", _finite(metrics))
 
     resolved = config.to_dict()
@@ -371,6 +399,8 @@ def _train_in(
             "created": _dt.datetime.now(_dt.UTC).isoformat(),
         }
     )
+    if crossfit is not None:
+        resolved["oof"] = {key: crossfit.summary[key] for key in ("folds", "epochs", "seed", "assignment", "file")}
     write_json(work / "config.json", resolved)
     return RunResult(name=name, path=work, metrics=metrics, config=resolved)
 

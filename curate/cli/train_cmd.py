@@ -95,7 +95,11 @@ def train_command(
     ] = None,
     model: Annotated[
         str,
-        typer.Option("--model", "-m", help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or small_cnn (a 0.1 M-parameter CNN for 32-64 px).",
+        ),
     ] = "mobilenet_v3_small",
     alpha: Annotated[float, typer.Option("--alpha", help="MobileNet width multiplier.")] = 1.0,
     image_size: Annotated[
@@ -153,6 +157,17 @@ def train_command(
             "data fingerprint.",
         ),
     ] = None,
+    oof_folds: Annotated[
+        int,
+        typer.Option(
+            "--oof-folds",
+            help="Also cross-fit K extra models (each on K-1 label-stratified folds of the training rows) and "
+            "write their out-of-fold predictions as view train_oof (for `curate review load --run`); 0 = off.",
+        ),
+    ] = 0,
+    oof_epochs: Annotated[
+        int, typer.Option("--oof-epochs", help="Epochs of each --oof-folds model (0 = --epochs).")
+    ] = 0,
     cache: Annotated[
         str, typer.Option("--cache", help="auto, memory, file or none (decoded images, sizes <= 128 px).")
     ] = "auto",
@@ -234,6 +249,8 @@ def train_command(
             runs_dir=str(out) if out else None,
             name=name,
             exclude=str(exclude) if exclude else None,
+            oof_folds=oof_folds,
+            oof_epochs=oof_epochs,
         )
         do_register = register and (out is None or workspace is not None)
         common: dict[str, Any] = {
@@ -265,6 +282,8 @@ def _print_result(result: Any, *, registered: bool) -> None:
                 f"{view}: acc {100 * m['accuracy']:.1f}% bal-acc {100 * m['balanced_accuracy']:.1f}% "
                 f"macro-F1 {100 * m['macro_f1']:.1f}%"
             )
+    if "train_oof" in metrics:
+        parts.append(f"train_oof ({metrics['oof']['folds']} folds): acc {100 * metrics['train_oof']['accuracy']:.1f}%")
     console.print(f"[bold]{result.name}[/]: " + "; ".join(parts), highlight=False, soft_wrap=True)
     export = metrics.get("export") or {}
     if export:
