@@ -348,13 +348,11 @@ class Workspace:
         con.execute("CREATE OR REPLACE VIEW landmarks AS " + " UNION ALL ".join(parts))
         con.execute(ANNOTATIONS_WITH_LANDMARKS)
 
-    def _remove_stale_array_files(self) -> None:
-        """Delete files under ``arrays/`` that no committed ingest refers to (best effort)."""
+    def _remove_stale_array_files(self, used: set[str]) -> None:
+        """Delete files under ``arrays/`` other than ``used`` (the committed ones; best effort)."""
         folder = self.root / ARRAYS_DIR
         if not folder.is_dir():
             return
-        with self.connect() as con:
-            used = {r[0] for r in con.execute("SELECT landmarks_file FROM array_files").fetchall()}
         for path in folder.glob("landmarks-*.parquet"):
             if f"{ARRAYS_DIR}/{path.name}" not in used:
                 with contextlib.suppress(OSError):
@@ -436,7 +434,8 @@ class Workspace:
             else parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA)
         )
         extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
-        annotations = clean.select(list(_STORED_COLUMNS)).to_arrow()
+        # Arrow string views: no copy of the id and path strings on the way to DuckDB.
+        annotations = clean.select(list(_STORED_COLUMNS)).to_arrow(compat_level=pl.CompatLevel.newest())
         marks = clean.select("id", "landmarks")
         if marks["landmarks"].null_count():  # (a filter would copy the 228 MB of AffectNet's landmarks)
             marks = marks.filter(pl.col("landmarks").is_not_null())
@@ -447,7 +446,11 @@ class Workspace:
                 if marks.height:
                     array_file = self._new_array_file(dataset)
                     written = pool.submit(
-                        marks.write_parquet, self.root / array_file, compression="zstd", compression_level=1
+                        marks.write_parquet,
+                        self.root / array_file,
+                        compression="zstd",
+                        compression_level=1,
+                        statistics=False,
                     )
                 # Strings stored plain: FSST/dictionary on 420k unique ids and paths would triple
                 # the insert time to save ~35 MB (this connection's setting only).
@@ -473,12 +476,13 @@ class Workspace:
                 split_counts = con.execute(
                     "SELECT split::VARCHAR, count(*) FROM annotations WHERE dataset = ? GROUP BY split", [dataset]
                 ).fetchall()  # the enum column: far cheaper than grouping the frame's strings
+                used = {r[0] for r in con.execute("SELECT landmarks_file FROM array_files").fetchall()}
         except BaseException:
             if array_file is not None:
                 with contextlib.suppress(OSError):
                     (self.root / array_file).unlink()
             raise
-        self._remove_stale_array_files()
+        self._remove_stale_array_files(used)
         reason_counts = rejects.group_by("reason").len()
         return IngestSummary(
             dataset=dataset,
