@@ -478,6 +478,11 @@ def main() -> int:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-review-"))
     work.mkdir(parents=True, exist_ok=True)
+    # The report alone goes to stdout: child processes (mongod logs a line when it starts or
+    # stops) inherit a file descriptor 1 that points at stderr.
+    sys.stdout.flush()
+    report = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     try:
         from curate.review import db
 
@@ -497,7 +502,7 @@ def main() -> int:
             augment=args.augment,
         )  # fmt: skip
         log(f"detection: {detection}")
-        print(markdown(ingest, detection))
+        print(markdown(ingest, detection), file=report, flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
