@@ -69,7 +69,7 @@ DATASET_ENUM = "ENUM(" + ", ".join(f"'{d}'" for d in DATASETS) + ")"
 SPLIT_ENUM = "ENUM(" + ", ".join(f"'{s}'" for s in SPLITS) + ")"
 
 #: Table name -> DDL. Columns of ``annotations`` follow ``ANNOTATION_SCHEMA`` in order, less
-#: ``landmarks`` (see ``arrays/`` above and :data:`LANDMARK_VIEWS`).
+#: ``landmarks`` (see ``arrays/`` above and :meth:`Workspace._define_landmark_views`).
 TABLES: Mapping[str, str] = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     "annotations": f"""CREATE TABLE IF NOT EXISTS annotations (
@@ -308,8 +308,9 @@ class Workspace:
             self._move_landmarks_out(con)
         if not _has_view(con, "landmarks"):
             self._define_landmark_views(con)
-        con.execute("DELETE FROM meta WHERE key = 'schema_version'")
-        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if _schema_version(con) != SCHEMA_VERSION:
+            con.execute("DELETE FROM meta WHERE key = 'schema_version'")
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _move_landmarks_out(self, con: Any) -> None:
         """Schema 1 -> 2: each dataset's landmarks column to its file under ``arrays/``."""
