@@ -64,6 +64,7 @@ from curate.formats import (
     finite_number,
     first_reason,
     integer_text,
+    is_uri,
     list_names,
     read_bytes,
     read_lines,
@@ -527,9 +528,8 @@ def _split_duplicates(kept: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def _local_file(path: AnyPath, relative: str) -> bytes | str:
     """A local file's path (parsed and hashed in place, never copied into Python), else its bytes."""
-    local = os.fspath(path)
-    if "://" not in local and os.path.isfile(local):
-        return local
+    if not is_uri(path) and os.path.isfile(path):
+        return os.fspath(path)
     return read_bytes(path, relative)
 
 
