@@ -247,7 +247,7 @@ def parse_original_csv(
     fast = (
         checked[0]
         .filter(pl.col("_reason").is_null())
-        .with_columns(pl.Series("landmarks", full.rows(keep)).cast(pl.List(pl.Float32)))
+        .with_columns(_landmark_rows(full, pl.Series(keep)).cast(pl.List(pl.Float32)))
     )
     kept = fast
     if careful.height:
@@ -290,55 +290,26 @@ def _whole(data: bytes | str | os.PathLike[str]) -> bytes:
 def _typed_rows(data: bytes) -> pl.DataFrame:
     """All data rows as typed columns (both paths merged, file order); used by the tests."""
     small, clean, full, careful = _typed_parts(data)
-    fast = small.filter(clean).with_columns(
-        pl.Series("landmarks", full.rows(clean.to_numpy())).cast(pl.List(pl.Float32))
-    )
+    fast = small.filter(clean).with_columns(_landmark_rows(full, clean).cast(pl.List(pl.Float32)))
     typed = pl.concat([fast.select(*_TYPED_SCHEMA), careful.select(*_TYPED_SCHEMA)], how="vertical")
     return typed.sort("source_row")
 
 
-class _LandmarkColumns:
-    """The fast path's 136 landmark columns (NumPy, one per value), stacked on demand.
-
-    :meth:`rows` builds the row-major ``(k, 136)`` float32 array of the rows a mask keeps,
-    in cache-sized blocks: one allocation of the final size, instead of stacking every row
-    and then copying the kept ones (228 MB each on full-size AffectNet). Nulls are NaN.
-    """
-
-    def __init__(self, columns: list[np.ndarray], n: int) -> None:
-        self.columns, self.n = columns, n
-
-    def finite(self) -> np.ndarray:
-        """Per row: every value present and finite (a NaN or inf makes the row sum non-finite)."""
-        total = np.zeros(self.n, dtype=np.float32)
-        for column in self.columns:
-            total += column
-        return np.isfinite(total)
-
-    def rows(self, mask: np.ndarray, block: int = 4096) -> np.ndarray:
-        out = np.empty((int(np.count_nonzero(mask)), NUM_LANDMARK_VALUES), dtype=np.float32)
-        done = 0
-        for start in range(0, self.n, block):
-            stop = min(self.n, start + block)
-            keep = mask[start:stop]
-            count = int(np.count_nonzero(keep))
-            if not count:
-                continue
-            parts = [c[start:stop] if count == stop - start else c[start:stop][keep] for c in self.columns]
-            np.stack(parts, axis=1, out=out[done : done + count])
-            done += count
-        return out
-
-
-_EMPTY_LANDMARKS = _LandmarkColumns([], 0)
+def _landmark_rows(values: pl.DataFrame, keep: pl.Series) -> pl.Series:
+    """The kept rows' 136 landmark values (one column each in ``values``) as one row-major
+    ``Array(Float32, 136)`` column: a single parallel pass of Polars' C-order export, no
+    per-column copies (nulls become NaN, only in rows the checks already rejected)."""
+    rows = values.filter(keep).to_numpy(order="c")
+    return pl.Series("landmarks", rows.reshape(-1, NUM_LANDMARK_VALUES))
 
 
 def _typed_parts(
     data: bytes | str | os.PathLike[str], after_read: Callable[[], Any] | None = None
-) -> tuple[pl.DataFrame, pl.Series, _LandmarkColumns, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame, pl.DataFrame]:
     """``(small, clean, full, careful)``: the fast path's typed rows without landmarks, which
-    of them are clean, their landmark columns (:class:`_LandmarkColumns`), and the careful path's typed rows
-    (with landmarks) for the lines the fast path could not take."""
+    of them are clean, their 136 landmark values (one Float32 column each, see
+    :func:`_landmark_rows`), and the careful path's typed rows (with landmarks) for the lines
+    the fast path could not take."""
     empty = pl.DataFrame(schema={k: v for k, v in _CAREFUL_SCHEMA.items() if k != "landmarks"})
     try:
         wide = pl.read_csv(
@@ -353,10 +324,10 @@ def _typed_parts(
             truncate_ragged_lines=True,
         )
     except pl.exceptions.NoDataError:
-        return empty, pl.Series([], dtype=pl.Boolean), _EMPTY_LANDMARKS, pl.DataFrame(schema=_CAREFUL_SCHEMA)
+        return empty, pl.Series([], dtype=pl.Boolean), pl.DataFrame(), pl.DataFrame(schema=_CAREFUL_SCHEMA)
     except pl.exceptions.PolarsError:  # e.g. invalid UTF-8: every row the careful way
         careful = _typed_careful(read_lines(_whole(data)).slice(1))
-        return empty, pl.Series([], dtype=pl.Boolean), _EMPTY_LANDMARKS, careful
+        return empty, pl.Series([], dtype=pl.Boolean), pl.DataFrame(), careful
     if after_read is not None:
         after_read()
     small, clean, full = _typed_fast(wide)
@@ -369,7 +340,7 @@ def _typed_parts(
     return small.drop("_blank"), clean, full, careful
 
 
-def _typed_fast(wide: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, _LandmarkColumns]:
+def _typed_fast(wide: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
     head = pl.col("c0").str.split_exact(",", 5).struct.rename_fields(["id", "x", "y", "w", "h", "lm0"])
     tail = (
         pl.col(_LAST).str.split_exact(",", 3).struct.rename_fields(["lm135", "expression_text", "valence", "arousal"])
@@ -398,16 +369,10 @@ def _typed_fast(wide: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, _LandmarkC
         pl.col("lm0").cast(pl.Float32, strict=False).alias("_lm0"),
         pl.col("lm135").cast(pl.Float32, strict=False).alias("_lm135"),
     )
-    # The 136 values as columns: the two edge values plus the inner columns (nulls -> NaN).
-    full = _LandmarkColumns(
-        [
-            small["_lm0"].to_numpy(),
-            *(wide[f"c{i}"].to_numpy() for i in range(1, NUM_LANDMARK_VALUES - 1)),
-            small["_lm135"].to_numpy(),
-        ],
-        wide.height,
-    )
-    finite = full.finite()
+    # The 136 values as columns: the two edge values around the inner columns (no copies).
+    full = pl.DataFrame([small["_lm0"], *(wide[f"c{i}"] for i in range(1, NUM_LANDMARK_VALUES - 1)), small["_lm135"]])
+    # Every value present and finite: a null, NaN or inf makes the row's sum so.
+    finite = full.select(pl.sum_horizontal(pl.all(), ignore_nulls=False).is_finite()).to_series()
     clean = small.select(
         (
             ~pl.col("_blank")
@@ -415,7 +380,7 @@ def _typed_fast(wide: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, _LandmarkC
             & pl.all_horizontal(pl.col(*_NUMBERS, "expression").is_not_null())
             & (pl.col("id").str.len_bytes() > 0)
             & ~pl.col("id").str.contains(r'^[\s"]|[\s"]$')
-            & pl.lit(pl.Series(finite))
+            & pl.lit(finite)
         ).fill_null(False)
     ).to_series()
     small = small.select(
