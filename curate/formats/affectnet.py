@@ -41,12 +41,11 @@ blank lines are skipped but counted.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -206,7 +205,7 @@ _WIDE_SCHEMA: dict[str, Any] = {
 
 
 def parse_original_csv(
-    data: bytes | str | os.PathLike[str], *, split: str, relative: str, after_read: Callable[[], Any] | None = None
+    data: bytes | str | os.PathLike[str], *, split: str, relative: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse one original-layout CSV (its bytes, or a local file path) into (kept rows, rejects).
 
@@ -219,14 +218,13 @@ def parse_original_csv(
     short first and last fields are split on ``,``), and a careful one (the line split
     field by field) for the rows the fast path flags -- only those lines are read twice.
     Given a path, Polars maps the file itself (no copy of the bytes in Python); the bytes are
-    read only when some line needs the careful path. ``after_read`` is called once the CSV
-    reader (which keeps both cores busy) is done: :func:`read` starts the file's SHA-256 there.
+    read only when some line needs the careful path.
     """
     header = strip_bom(_head(data)).split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
     if not header.strip():
         raise FormatError(f"{relative}: empty file or empty first line (expected the header {','.join(COLUMNS)})")
     _check_header(header, relative)
-    small, clean, full, careful = _typed_parts(data, after_read)
+    small, clean, full, careful = _typed_parts(data)
     reason, detail = _reasons()
     checked = [
         small.filter(clean).with_columns(reason, detail),
@@ -304,7 +302,7 @@ def _landmark_rows(values: pl.DataFrame, keep: pl.Series) -> pl.Series:
 
 
 def _typed_parts(
-    data: bytes | str | os.PathLike[str], after_read: Callable[[], Any] | None = None
+    data: bytes | str | os.PathLike[str],
 ) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame, pl.DataFrame]:
     """``(small, clean, full, careful)``: the fast path's typed rows without landmarks, which
     of them are clean, their 136 landmark values (one Float32 column each, see
@@ -328,8 +326,6 @@ def _typed_parts(
     except pl.exceptions.PolarsError:  # e.g. invalid UTF-8: every row the careful way
         careful = _typed_careful(read_lines(_whole(data)).slice(1))
         return empty, pl.Series([], dtype=pl.Boolean), pl.DataFrame(), careful
-    if after_read is not None:
-        after_read()
     small, clean, full = _typed_fast(wide)
     del wide
     suspicious = small.filter(~clean & ~pl.col("_blank"))["source_row"]
@@ -506,14 +502,12 @@ def _file_sha256(path: str) -> str:
 def _parse_and_hash(
     pool: ThreadPoolExecutor, path: AnyPath, split: str, relative: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, str]:
-    """(kept, rejects, SHA-256) of one CSV; the hash runs in ``pool`` while the rows are typed."""
+    """(kept, rejects, SHA-256) of one CSV; the hash runs in ``pool`` beside the parse (it
+    takes the CPU the CSV reader leaves idle, then a core of the typing)."""
     source = _local_file(path, relative)
-    hash_it = functools.partial(sha256_hex if isinstance(source, bytes) else _file_sha256, source)
-    digests: list[Any] = []
-    kept, rejects = parse_original_csv(
-        source, split=split, relative=relative, after_read=lambda: digests.append(pool.submit(hash_it))
-    )
-    return kept, rejects, digests[0].result() if digests else hash_it()
+    digest = pool.submit(sha256_hex if isinstance(source, bytes) else _file_sha256, source)
+    kept, rejects = parse_original_csv(source, split=split, relative=relative)
+    return kept, rejects, digest.result()
 
 
 def _read_original(root: AnyPath) -> ParsedTables:
