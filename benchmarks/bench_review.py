@@ -233,6 +233,30 @@ def recall_within(scores: np.ndarray, subset: np.ndarray, k: int) -> float:
     return float(subset[top].sum() / max(int(subset.sum()), 1))
 
 
+def flips_found(
+    rows: list[int | None], is_flip: np.ndarray, true: np.ndarray, given: np.ndarray, k: int,
+    scores: dict[str, np.ndarray], top: int = 10,
+) -> list[tuple[int, int, int, list[float]]]:
+    """Per kind of flip (true -> given label, the most frequent ``top``): how many there are and
+    the share of them in each score's top ``k``. ``rows`` maps each scored sample to its
+    annotation row (``None`` if unknown); the ledger's true labels are used for reporting only."""
+    known = np.array([r is not None for r in rows])
+    where = np.array([r if r is not None else 0 for r in rows])
+    flips = is_flip & known
+    pairs = np.stack([true[where][flips], given[where][flips]], axis=1)
+    in_top = {}
+    for name, score in scores.items():
+        chosen = np.zeros(len(rows), bool)
+        chosen[np.argsort(-score, kind="stable")[:k]] = True
+        in_top[name] = chosen[flips]
+    kinds, counts = np.unique(pairs, axis=0, return_counts=True)
+    out = []
+    for (t, g), n in sorted(zip(map(tuple, kinds), counts, strict=True), key=lambda x: -x[1])[:top]:
+        mask = (pairs[:, 0] == t) & (pairs[:, 1] == g)
+        out.append((int(t), int(g), int(n), [float(v[mask].mean()) for v in in_top.values()]))
+    return out
+
+
 def numpy_scores(probabilities: np.ndarray, given: np.ndarray) -> dict[str, np.ndarray]:
     """The review's scores of out-of-sample probabilities, in NumPy (higher = more likely wrong)."""
     from cleanlab.rank import get_label_quality_scores
@@ -346,6 +370,10 @@ def bench_detection(
         for name, score in stored.items()
     }
     results["cleanlab_flagged"] = (int(flagged.sum()), hits / max(int(flagged.sum()), 1), hits / max(k, 1))
+    results["by_flip"] = flips_found(
+        [index.get(i) for i in ids], stored_flip, true, given, k,
+        {name: stored[name] for name in list(stored)[:2]},
+    )  # fmt: skip
     results["scored_rows"] = int(scored.sum())
     results["misclassified_view"] = loaded.views.get("misclassified")
 
@@ -456,6 +484,19 @@ def markdown(ingest: dict[str, Any] | None, detection: dict[str, Any]) -> str:
             lines.append(
                 f"| reference: {name} (accuracy {reference['accuracy_true']:.3f}), {key} | {precision:.3f} | {recall:.3f} | {clear:.3f} |"
             )
+    names = labels.CANONICAL_NAMES
+    lines += [
+        "",
+        "Where the flips are found: the most frequent kinds of flip (true -> given label, from the ledger) and the "
+        "share of each in the top k of the two stored scores.",
+        "",
+        "| flip (true -> given) | flips | in top k: mistakenness | in top k: confident learning |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {names[t]} -> {names[g]} | {n} | {found[0]:.2f} | {found[1]:.2f} |"
+            for t, g, n, found in detection["by_flip"]
+        ),
+    ]
     best = max(recall for _, recall, _ in detection["scores"].values())
     lines += [
         "",
