@@ -239,7 +239,7 @@ def parse_original_csv(
         "_reason",
         "_detail",
     ).sort("source_row")
-    # Landmarks of the kept fast rows, stacked once into exactly their (k, 136) array.
+    # Landmarks of the kept fast rows, exported once into exactly their (k, 136) array.
     keep = clean.to_numpy().copy()
     keep[np.flatnonzero(keep)] = checked[0]["_reason"].is_null().to_numpy()
     fast = (
