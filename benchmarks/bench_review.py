@@ -132,27 +132,21 @@ def bench_ingest(fo: Any, frame: Any, reference_rows: int) -> dict[str, Any]:
 
 
 def aligned_faces(paths: list[str], landmarks: list[list[float]]) -> np.ndarray:
-    """Grey ``FACE x FACE`` crops with the eye centres at fixed positions (similarity transform)."""
+    """Grey ``FACE x FACE`` crops in [0, 1], flattened, aligned like the trainer's input
+    (:func:`train.testing.align_face`); zeros where the image or the landmarks are unusable."""
     from PIL import Image
+
+    from train.testing import align_face
 
     out = np.zeros((len(paths), FACE * FACE), np.float32)
     for i, (path, points) in enumerate(zip(paths, landmarks, strict=True)):
-        if points is None:
-            continue
-        lm = np.asarray(points, np.float64).reshape(-1, 2)
-        left, right = lm[36:42].mean(0), lm[42:48].mean(0)
-        span = right - left
-        scale = 0.4 * FACE / max(np.linalg.norm(span), 1e-6)
-        angle = np.arctan2(span[1], span[0])
-        ca, sa = np.cos(angle) / scale, np.sin(angle) / scale
-        u0, v0 = 0.3 * FACE, 0.35 * FACE
-        coefficients = (ca, -sa, left[0] - ca * u0 + sa * v0, sa, ca, left[1] - sa * u0 - ca * v0)
         try:
             with Image.open(path) as image:
-                grey = image.convert("L").transform((FACE, FACE), Image.AFFINE, coefficients, resample=Image.BILINEAR)
+                face = align_face(image, points, FACE)
         except (OSError, ValueError):
             continue
-        out[i] = np.asarray(grey, np.float32).reshape(-1) / 255.0
+        if face is not None:
+            out[i] = face.reshape(-1) / 255.0
     return out
 
 

@@ -105,7 +105,7 @@ def as_path(path: PathLike) -> AnyPath:
     if isinstance(path, Path):
         return path
     text = os.fspath(path)
-    if "://" in text:
+    if is_uri(text):
         from etils import epath
 
         return epath.Path(path)
