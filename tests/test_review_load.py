@@ -164,6 +164,8 @@ def test_scores_rank_flipped_labels_first(fo: Any, tmp_path: Path) -> None:  # n
     worst = ds.exists(fields.label_quality).sort_by(fields.label_quality).limit(len(flipped_ids))
     assert set(worst.values("source_id")) == flipped_ids
     assert summary.views["misclassified"] == len(flipped_ids)
+    # The fixture's landmarks are random: the landmark model has no skill and stays out.
+    assert summary.runs[0].scores["confident_learning_probabilities"] == "run"
     assert set(ds.load_saved_view("likely-label-errors").values("source_id")) <= flipped_ids | set()
     confusions = views.report(ds).runs[0].confusions
     assert sum(n for _, _, n in confusions) == len(flipped_ids)

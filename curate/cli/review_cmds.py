@@ -89,6 +89,14 @@ def load_command(
         Path | None,
         typer.Option("--cache-dir", help="Where materialised images go (default <workspace>/review-cache)."),
     ] = None,
+    landmark_model: Annotated[
+        bool,
+        typer.Option(
+            "--landmark-model/--no-landmark-model",
+            help="Confident learning on the run's probabilities fused with a cross-fitted model of the 68 landmarks "
+            "(AffectNet), or on the run's alone.",
+        ),
+    ] = True,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Create or update a persistent FiftyOne dataset (and attach a run's predictions and scores)."""
@@ -107,6 +115,7 @@ def load_command(
             allow_partial=allow_partial,
             refresh=refresh,
             top_k=top_k,
+            landmark_model=landmark_model,
             log=lambda message: console.print(f"[dim]{message}[/]", highlight=False),
         )
     except _user_errors() as error:

@@ -140,6 +140,15 @@ class RunFields:
         return f"label_quality_{self.key}"
 
     @property
+    def fused_pred(self) -> str:
+        """The run's out-of-sample prediction fused with the landmark model (``curate.review.errors``)."""
+        return f"pred_{self.key}_fused"
+
+    @property
+    def fused_mistakenness(self) -> str:
+        return f"mistakenness_{self.key}_fused"
+
+    @property
     def label_issue(self) -> str:
         return f"label_issue_{self.key}"
 
@@ -156,6 +165,8 @@ class RunFields:
             self.hardness,
             self.label_quality,
             self.label_issue,
+            self.fused_pred,
+            self.fused_mistakenness,
         )
 
 
@@ -1114,6 +1125,7 @@ def attach_run(
     *,
     allow_partial: bool = False,
     top_k: int | None = None,
+    landmark_model: bool = True,
     log: Log = _quiet,
 ) -> RunSummary:
     """Add a run's predictions, evaluation and error scores to ``ds``.
@@ -1222,7 +1234,15 @@ def attach_run(
                 data_fingerprint=fingerprint,
             )
             accuracy = float(results.metrics()["accuracy"])
-        scores = errors.score_run(ds, fields, gt_field=gt_field, predictions=matched, classes=policy.classes, log=log)
+        scores = errors.score_run(
+            ds,
+            fields,
+            gt_field=gt_field,
+            predictions=matched,
+            classes=policy.classes,
+            landmarks=landmark_model,
+            log=log,
+        )
         record = {
             "name": run.name,
             "path": str(run.path),
@@ -1235,6 +1255,7 @@ def attach_run(
             "allow_partial": allow_partial,
             "accuracy": accuracy,
             "top_k": top_k,
+            "landmark_model": landmark_model,
             "scores": scores,
             "protocol": protocol,
             "data_fingerprint": fingerprint,
@@ -1274,7 +1295,7 @@ def remove_run(ds: Any, key: str, *, created: set[str] | None = None) -> None:
         if eval_key.startswith(f"eval_{key}_"):
             ds.delete_evaluation(eval_key)
     for brain_key in list(ds.list_brain_runs()):
-        if brain_key in (fields.mistakenness, fields.hardness):
+        if brain_key in (fields.mistakenness, fields.hardness, fields.fused_mistakenness):
             ds.delete_brain_run(brain_key)
     names = set(fields.sample_fields()) | set(created or ())
     present = [n for n in names if ds.has_sample_field(n) and not n.startswith("gt_")]
@@ -1372,6 +1393,7 @@ def load(
     allow_partial: bool = False,
     refresh: bool = False,
     top_k: int | None = None,
+    landmark_model: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     log: Log = _quiet,
 ) -> LoadSummary:
@@ -1433,7 +1455,11 @@ def load(
                 summary.tags_carried = carry_tags(existing, ds)
                 summary.runs += reattach_runs(ds, old_info, skip=run_info, notes=summary.notes, log=log)
             if run_info is not None:
-                summary.runs.append(attach_run(ds, run_info, allow_partial=allow_partial, top_k=top_k, log=log))
+                summary.runs.append(
+                    attach_run(
+                        ds, run_info, allow_partial=allow_partial, top_k=top_k, landmark_model=landmark_model, log=log
+                    )
+                )
             summary.va_outliers = mark_va_outliers(ds, dataset, log=log)
             if not keep_groups:
                 summary.duplicates = _mark_duplicates(ds, pairs, dataset, log)
@@ -1446,7 +1472,9 @@ def load(
         return summary
 
     if run_info is not None:
-        summary.runs.append(attach_run(ds, run_info, allow_partial=allow_partial, top_k=top_k, log=log))
+        summary.runs.append(
+            attach_run(ds, run_info, allow_partial=allow_partial, top_k=top_k, landmark_model=landmark_model, log=log)
+        )
     summary.va_outliers = mark_va_outliers(ds, dataset, log=log)
     if not keep_groups:
         summary.duplicates = _mark_duplicates(ds, pairs, dataset, log)
@@ -1544,7 +1572,12 @@ def reattach_runs(
             previous = resolve_run(record["path"])
             summaries.append(
                 attach_run(
-                    ds, previous, allow_partial=bool(record.get("allow_partial")), top_k=record.get("top_k"), log=log
+                    ds,
+                    previous,
+                    allow_partial=bool(record.get("allow_partial")),
+                    top_k=record.get("top_k"),
+                    landmark_model=bool(record.get("landmark_model", True)),
+                    log=log,
                 )
             )
         except ReviewLoadError as error:
