@@ -87,3 +87,37 @@ def test_log_loss_skill_tells_information_from_class_shares() -> None:
     assert log_loss_skill(labels, np.tile(shares, (150, 1))) == pytest.approx(0.0)
     noise = np.random.default_rng(0).permutation(labels)  # geometry unrelated to the labels
     assert log_loss_skill(noise, landmark_probabilities(points, noise, 3)) < 0.0
+
+
+class _Samples:
+    """The one FiftyOne call the landmark fusion makes: ``values([...])`` of four paths."""
+
+    def __init__(self, ids: list[str], points: list, widths: list, heights: list) -> None:
+        self._columns = [ids, points, widths, heights]
+
+    def values(self, paths: list[str]) -> list[list]:
+        assert paths == ["source_id", "landmarks.keypoints.points", "metadata.width", "metadata.height"]
+        return self._columns
+
+
+def test_fusion_takes_only_rows_with_68_points_and_an_image_size() -> None:
+    from curate.review.errors import _fuse_landmark_model
+
+    points, labels = _faces(120, 3)
+    width, height = 200.0, 160.0
+    relative = [[(face / [width, height]).tolist()] for face in points]  # as FiftyOne stores keypoints
+    relative[3] = None  # no landmarks
+    relative[4] = [relative[4][0][:5]]  # 5 points (RAF-DB basic)
+    widths = [width] * 120
+    widths[5] = None  # image missing: no metadata
+    ids = [f"r{i}" for i in range(120)]
+    run = np.full((120, 3), 1 / 3)
+    fused = _fuse_landmark_model(_Samples(ids, relative, widths, [height] * 120), ids, labels, run, 3, lambda _: None)
+    assert fused.sum() == 117 and not fused[[3, 4, 5]].any()
+    assert np.allclose(run[[3, 4, 5]], 1 / 3)  # left as they were
+    assert (run[fused].argmax(axis=1) == labels[fused]).mean() > 0.9  # the geometry decided
+    # Labels the geometry does not explain: no skill, nothing fused.
+    noise = np.random.default_rng(0).permutation(labels)
+    flat = np.full((120, 3), 1 / 3)
+    none = _fuse_landmark_model(_Samples(ids, relative, widths, [height] * 120), ids, noise, flat, 3, lambda _: None)
+    assert not none.any() and np.allclose(flat, 1 / 3)

@@ -216,11 +216,10 @@ def _fuse_landmark_model(
     for row, sid in enumerate(ids):
         i = where.get(sid)
         keypoints = points[i] if i is not None else None
-        if not keypoints or len(keypoints[0] or ()) != GEOMETRY_POINTS:
-            continue
+        if not keypoints or len(keypoints[0] or ()) != GEOMETRY_POINTS or not (widths[i] and heights[i]):
+            continue  # no 68 points, or no image size to turn them back into pixels
         # Relative to the image in the dataset: back to pixels, so the geometry keeps its aspect.
-        scale = (widths[i] or 1, heights[i] or 1)
-        shaped[row] = np.asarray(keypoints[0], dtype=np.float64) * scale
+        shaped[row] = np.asarray(keypoints[0], dtype=np.float64) * (widths[i], heights[i])
     with np.errstate(invalid="ignore"):
         usable = np.isfinite(landmark_geometry(shaped)).all(axis=1)
     nothing = np.zeros(len(ids), dtype=bool)
