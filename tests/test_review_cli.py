@@ -51,6 +51,15 @@ def test_load_report_export(fo: Any, tmp_path: Path) -> None:  # noqa: F811
     assert "eval key eval_cli_run_drop_7_plus" in result.output
     assert "misclassified" in result.output and "likely-label-errors" in result.output
     assert fo.load_dataset("rv-cli").load_saved_view("misclassified").count() == 3
+    record = fo.load_dataset("rv-cli").info["curate"]["runs"]["cli_run"]
+    assert record["landmark_model"] is True and record["scores"]["confident_learning_probabilities"] == "run"
+
+    result = _invoke(
+        "review", "load", "affectnet", "--manual-dir", str(root), "--run", "cli-run", "--name", "rv-cli",
+        "--workspace", str(workspace), "--no-landmark-model",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert fo.load_dataset("rv-cli").info["curate"]["runs"]["cli_run"]["landmark_model"] is False
 
     result = _invoke("review", "report", "--name", "rv-cli")
     assert result.exit_code == 0, result.output
