@@ -92,6 +92,11 @@ def test_oof_run_scores_the_training_rows(fo: Any, tmp_path: Path) -> None:  # n
     # (the review rebuilds pixel landmarks from the stored relative points: equal to ~1e-6)
     assert np.allclose([stored[i] for i in matched["id"].to_list()], expected, atol=1e-4)
 
+    from curate.review import views
+
+    (reported,) = views.report(ds).runs
+    assert reported.label_quality_from == "run + landmark geometry (geometric mean)"
+
     # The fused prediction and the Brain's mistakenness on it.
     from curate.review.errors import mistakenness_scores
 

@@ -141,6 +141,8 @@ class RunReport:
     confusions: list[tuple[str, str, int]]
     protocol: str | None = None
     data_fingerprint: str | None = None
+    #: the probabilities confident learning ranked: ``run`` or ``run + landmark geometry ...``
+    label_quality_from: str = "run"
 
 
 @dataclasses.dataclass
@@ -200,6 +202,7 @@ def report(ds: Any, *, limit: int = 10) -> ReviewReport:
                 else [],
                 protocol=record.get("protocol"),
                 data_fingerprint=record.get("data_fingerprint"),
+                label_quality_from=(record.get("scores") or {}).get("confident_learning_probabilities", "run"),
             )
         )
     views = {}
