@@ -65,7 +65,7 @@ def test_load_report_export(fo: Any, tmp_path: Path) -> None:  # noqa: F811
     assert result.exit_code == 0, result.output
     assert "run cli-run (active): accuracy" in result.output and "ground truth" in result.output
     assert "merged-by-policy" in result.output
-    assert "(confident learning on run probabilities)" in result.output
+    assert "label issues flagged (confident learning on run probabilities)" in " ".join(result.output.split())
 
     ds = fo.load_dataset("rv-cli")
     ds.match({"source_id": ids[0]}).tag_samples("relabel:disgust")

@@ -208,8 +208,8 @@ def report_command(
         active = " (active)" if run.key == result.active_run else ""
         console.print(
             f"[bold]run {run.name}[/]{active}: accuracy {accuracy} on {run.evaluated:,} samples vs {run.gt_field} "
-            f"(eval key {run.eval_key}); {run.label_issues} label issues flagged (confident learning on "
-            f"{run.label_quality_from} probabilities)\n"
+            f"(eval key {run.eval_key})\n"
+            f"  {run.label_issues} label issues flagged (confident learning on {run.label_quality_from} probabilities)\n"
             f"  {_provenance(run.protocol, run.data_fingerprint)}",
             highlight=False,
         )
