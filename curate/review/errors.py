@@ -102,6 +102,8 @@ def confident_learning(
     return np.asarray(quality, dtype=np.float64), np.asarray(issues, dtype=bool)
 
 
+#: ``confident_learning_probabilities`` of a run whose scores used the landmark model.
+FUSED_SOURCE = "run + landmark geometry (geometric mean)"
 #: Landmarks per face the geometry model needs (the 68-point iBUG layout of AffectNet).
 GEOMETRY_POINTS = 68
 #: Fewest rows (with landmarks) worth a cross-fitted geometry model.
@@ -138,12 +140,18 @@ def landmark_probabilities(
     cannot be cross-fitted (fewer than :data:`GEOMETRY_MIN_ROWS` rows or one class only) or
     a row's geometry is not finite.
     """
+    return _geometry_probabilities(landmark_geometry(points), labels, num_classes, folds=folds, seed=seed)
+
+
+def _geometry_probabilities(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, *, folds: int = 5, seed: int = 0
+) -> np.ndarray:
+    """:func:`landmark_probabilities` from features :func:`landmark_geometry` already made."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features = landmark_geometry(points)
     labels = np.asarray(labels, dtype=np.int64)
     if len(features) != len(labels):
         raise ValueError(f"{len(features)} landmark rows for {len(labels)} labels")
@@ -221,12 +229,13 @@ def _fuse_landmark_model(
         # Relative to the image in the dataset: back to pixels, so the geometry keeps its aspect.
         shaped[row] = np.asarray(keypoints[0], dtype=np.float64) * (widths[i], heights[i])
     with np.errstate(invalid="ignore"):
-        usable = np.isfinite(landmark_geometry(shaped)).all(axis=1)
+        features = landmark_geometry(shaped)
+    usable = np.isfinite(features).all(axis=1)
     nothing = np.zeros(len(ids), dtype=bool)
     if usable.sum() < GEOMETRY_MIN_ROWS:
         return nothing
     try:
-        second = landmark_probabilities(shaped[usable], given[usable], num_classes)
+        second = _geometry_probabilities(features[usable], given[usable], num_classes)
     except ValueError as error:
         log(f"landmark model skipped: {error}")
         return nothing
@@ -337,7 +346,7 @@ def score_run(
     if landmarks:
         fused = _fuse_landmark_model(scored, ids, given_array, probability_array, len(classes), log)
         if fused.any():
-            source = "run + landmark geometry (geometric mean)"
+            source = FUSED_SOURCE
             summary["landmark_model_rows"] = int(fused.sum())
             _store_fused(ds, fields, gt_field, np.asarray(ids)[fused], probability_array[fused], classes, log)
     summary["confident_learning_probabilities"] = source
