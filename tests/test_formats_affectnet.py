@@ -202,6 +202,9 @@ def test_every_reject_reason_with_line_numbers(tmp_path):
         line('"1/r.jpg'),  # 17 broken quoting
         line(""),  # 18 empty id
         line("1/t.jpg", box=("nan", "1", "2", "3")),  # 19 not finite
+        line("1/u,v.jpg"),  # 20 a comma in the id: 10 fields
+        line("1/w.jpg", box=("10", "12", "50")),  # 21 a box value missing: 8 fields
+        line("1/x.jpg", va=("0.5",)),  # 22 arousal missing: 8 fields
     ]
     validation = [line("2/a.png", expression="0"), line("1/a.jpg"), line("2/b.png", expression="10", va=("-2", "-2"))]
     write_lists(tmp_path, training, validation, header="#subDirectory_filePath")
@@ -221,12 +224,16 @@ def test_every_reject_reason_with_line_numbers(tmp_path):
         ("train", 17): "malformed row",
         ("train", 18): "malformed row",
         ("train", 19): "malformed row",
+        ("train", 20): "malformed row",
+        ("train", 21): "malformed row",
+        ("train", 22): "malformed row",
         ("validation", 3): "duplicate id",
     }
     assert set(tables.rejects["reason"]) <= set(affectnet.REASONS)
     train_rejects = tables.rejects.filter(pl.col("split") == "train")
     detail = dict(zip(train_rejects["source_row"], train_rejects["detail"], strict=True))
     assert detail[3] == "4 fields, expected 9" and detail[4] == "10 fields, expected 9"
+    assert (detail[20], detail[21], detail[22]) == ("10 fields, expected 9", "8 fields, expected 9", "8 fields, expected 9")
     assert detail[7] == "135 values, expected 136"
     duplicate = tables.rejects.filter(pl.col("split") == "validation").row(0, named=True)
     assert duplicate["detail"] == "first seen at Manually_Annotated_file_lists/training.csv:2"

@@ -7,13 +7,14 @@ import subprocess
 import sys
 import textwrap
 
+import duckdb
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from workspace_tables import affectnet_rows, ferplus_rows, parsed, rafdb_rows
 
-from curate.studies.holdout import class_frequency_holdout, holdout_key, holdout_sql, in_holdout
+from curate.studies.holdout import class_frequency_holdout, holdout_key, holdout_key_sql, holdout_sql, in_holdout
 from curate.workspace import (
     DEFAULT_WORKSPACE,
     NothingIngestedError,
@@ -275,9 +276,15 @@ def test_holdout_rule_is_fixed_and_vectorised():
     assert class_frequency_holdout([], 0.05).shape == (0,)
     with pytest.raises(ValueError, match="fraction must be between 0 and 1"):
         class_frequency_holdout(ids, 1.5)
-    assert holdout_sql("id", fraction=0.05, seed=0) == (
-        f"(((('0x' || substr(md5(id), 1, 8))::UBIGINT)::UBIGINT + 0) % 4294967296 < {int(0.05 * 2**32)})"
-    )
+    # The SQL form gives the same rows, with and without the stored key.
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest(?) AS id", [[*ids, "a", "é/ü.jpg", ""]])
+    for seed in (0, 3):
+        expected = [in_holdout(i, fraction=0.05, seed=seed) for i in [*ids, "a", "é/ü.jpg", ""]]
+        got = con.execute(f"SELECT {holdout_sql('id', fraction=0.05, seed=seed)} FROM t ORDER BY rowid").fetchall()
+        assert [g for (g,) in got] == expected
+        keyed = f"SELECT {holdout_sql(key='k', fraction=0.05, seed=seed)} FROM (SELECT {holdout_key_sql('id')} AS k FROM t)"
+        assert [g for (g,) in con.execute(keyed).fetchall()] == expected
     assert "holdout_key" in holdout_sql(key="holdout_key", seed=2)
 
 

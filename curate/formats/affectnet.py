@@ -337,18 +337,16 @@ def _typed_parts(
 
 
 def _typed_fast(wide: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
-    head = pl.col("c0").str.split_exact(",", 5).struct.rename_fields(["id", "x", "y", "w", "h", "lm0"])
+    head = pl.col("c0").str.splitn(",", 6).struct.rename_fields(["id", "x", "y", "w", "h", "lm0"])
     tail = (
-        pl.col(_LAST).str.split_exact(",", 3).struct.rename_fields(["lm135", "expression_text", "valence", "arousal"])
+        pl.col(_LAST).str.splitn(",", 4).struct.rename_fields(["lm135", "expression_text", "valence", "arousal"])
     )
     small = wide.select(
         pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("source_row"),
         pl.col("c0").is_null().alias("_blank"),
-        (
-            (pl.col("c0").str.count_matches(",", literal=True) == 5)
-            & (pl.col(_LAST).str.count_matches(",", literal=True) == 3)
-            & pl.col(_SURPLUS).is_null()
-        ).alias("_shape_ok"),
+        # A comma too many or too few leaves a field unparsable: the last field of each split
+        # keeps the rest of its text (``splitn``) and is a number, as are the others but the id.
+        pl.col(_SURPLUS).is_null().alias("_shape_ok"),
         head.alias("_head"),
         tail.alias("_tail"),
     ).unnest("_head", "_tail")

@@ -49,8 +49,15 @@ def _offset(seed: int) -> int:
 
 
 def holdout_key_sql(column: str = "id") -> str:
-    """DuckDB expression of ``h(id)``: the first 32 bits of the MD5 of the id, as UBIGINT."""
-    return f"('0x' || substr(md5({column}), 1, 8))::UBIGINT"
+    """DuckDB expression of ``h(id)``: the first 32 bits of the MD5 of the id, as UBIGINT.
+
+    ``md5_number`` is the digest as a little-endian 128-bit integer, so its low 32 bits are the
+    first four digest bytes in reverse order; swapping them back with integer arithmetic
+    costs about half as much as formatting the hex digest and parsing its first 8 characters
+    (the ingest computes this for every row).
+    """
+    low = f"(md5_number({column}) & 4294967295)::UBIGINT"
+    return f"((({low} & 255) << 24) | ((({low} >> 8) & 255) << 16) | ((({low} >> 16) & 255) << 8) | ({low} >> 24))"
 
 
 def holdout_sql(
