@@ -117,7 +117,8 @@ def ingest_command(
     from rich.table import Table
 
     console.print(f"workspace: {ws.root}")
-    table = Table(title=f"{dataset} ingested ({elapsed:.2f} s)")
+    console.print(f"{dataset} ingested in {elapsed:.2f} s")
+    table = Table(title="rows per split")
     table.add_column("split", style="cyan")
     table.add_column("rows", justify="right")
     for split, n in summary.splits.items():
