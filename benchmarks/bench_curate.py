@@ -191,7 +191,7 @@ def ingest_pandas(manual: Path, out: Path) -> int:
 #: Run in a new interpreter by :func:`ingest_in_fresh_process`: import the side's libraries,
 #: then time one ingest (the clock starts after the imports on both sides).
 _FRESH_PROCESS = """
-import json, shutil, sys, time
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
 from benchmarks import bench_curate as bench
