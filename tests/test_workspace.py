@@ -277,10 +277,11 @@ def test_holdout_rule_is_fixed_and_vectorised():
     with pytest.raises(ValueError, match="fraction must be between 0 and 1"):
         class_frequency_holdout(ids, 1.5)
     # The SQL form gives the same rows, with and without the stored key.
+    sql_ids = [*ids, "a", "é/ü.jpg", ""]
     con = duckdb.connect()
-    con.execute("CREATE TABLE t AS SELECT unnest(?) AS id", [[*ids, "a", "é/ü.jpg", ""]])
+    con.execute("CREATE TABLE t AS SELECT unnest(?) AS id", [sql_ids])
     for seed in (0, 3):
-        expected = [in_holdout(i, fraction=0.05, seed=seed) for i in [*ids, "a", "é/ü.jpg", ""]]
+        expected = [in_holdout(i, fraction=0.05, seed=seed) for i in sql_ids]
         got = con.execute(f"SELECT {holdout_sql('id', fraction=0.05, seed=seed)} FROM t ORDER BY rowid").fetchall()
         assert [g for (g,) in got] == expected
         keyed = f"SELECT {holdout_sql(key='k', fraction=0.05, seed=seed)} FROM (SELECT {holdout_key_sql('id')} AS k FROM t)"
