@@ -1,4 +1,4 @@
-"""train.evaluate and the comparison table: metrics, V/A figures, predictions schema."""
+"""train.evaluate: metrics, V/A figures, predictions schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from train import evaluate, loop
+from train import evaluate
 
 
 def test_classification_metrics_against_hand_counts() -> None:
@@ -50,13 +50,16 @@ def test_predictions_table_schema() -> None:
         "logits": logits,
         "probabilities": (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32),
     }
-    table = evaluate.predictions_table(predictions, view="balanced", split="validation")
+    table = evaluate.predictions_table(predictions, view="balanced", split="validation", canonical=np.array([0, 7]))
     assert table.column_names == [
-        "id", "view", "split", "label", "predicted", "confidence", "probabilities", "logits", "valence_pred",
-        "arousal_pred",
+        "id", "view", "split", "label", "canonical", "predicted", "confidence", "probabilities", "logits",
+        "valence_pred", "arousal_pred",
     ]  # fmt: skip
     rows = table.to_pylist()
     assert rows[1]["predicted"] == 1 and rows[1]["label"] == 2 and rows[0]["valence_pred"] is None
+    assert [r["canonical"] for r in rows] == [0, 7]
+    unknown = evaluate.predictions_table(predictions, view="balanced", split="validation").to_pylist()
+    assert [r["canonical"] for r in unknown] == [None, None]
     assert rows[0]["confidence"] == pytest.approx(max(rows[0]["probabilities"]))
     assert str(table.schema.field("probabilities").type) == "list<item: float>"
 
@@ -65,46 +68,3 @@ def test_confusion_png(tmp_path) -> None:
     path = tmp_path / "confusion_balanced.png"
     evaluate.plot_confusion([[3, 1], [0, 2]], ["Neutral", "Happy"], path, title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def fake_run(root, name, policy, balanced, frequency, dataset="affectnet"):
-    run = root / name
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({
-        "name": name, "dataset": dataset, "policy": policy, "policy_name": policy, "num_classes": 7, "vote_mode": None,
-        "model": "mobilenet_v3_small", "image_size": 96,
-    }))  # fmt: skip
-    metrics = {
-        "balanced": {"accuracy": balanced, "balanced_accuracy": balanced, "macro_f1": balanced - 0.05, "count": 10},
-        "class_frequency": {"accuracy": frequency, "balanced_accuracy": 0.3, "macro_f1": 0.2, "count": 10},
-        "training": {"epochs_run": 3},
-        "protocol": "affectnet-7@1" if policy == "drop-7-plus" else None,
-        "data_fingerprint": f"sha256:{name}",
-    }
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    (run / "COMPLETE").write_text("")
-    return run
-
-
-def test_comparison_table_from_run_folders(tmp_path) -> None:
-    fake_run(tmp_path, "a", "merge-to-neutral", 0.376, 0.571)
-    fake_run(tmp_path, "b", "drop-7-plus", 0.211, 0.539)
-    table = loop.compare_runs(["a", "b"], runs_dir=tmp_path)
-    markdown = loop.comparison_markdown(table)
-    assert "| merge-to-neutral | 7 | 37.6 | 57.1 |" in markdown
-    assert "| drop-7-plus | 7 | 21.1 | 53.9 |" in markdown
-    # Every row names its protocol card and the fingerprint of the data it was measured on.
-    assert "| affectnet-7@1 | sha256:b | b |" in markdown
-    assert "| - | sha256:a | a |" in markdown
-    paths = loop.write_comparison(table, tmp_path / "out" / "cmp")
-    assert json.loads(paths["json"].read_text())["rows"][0]["balanced_accuracy"] == 0.376
-
-
-def test_comparison_refuses_incomplete_runs_and_mixed_datasets(tmp_path) -> None:
-    fake_run(tmp_path, "a", "drop-7-plus", 0.3, 0.5)
-    fake_run(tmp_path, "r", "drop-7-plus", 0.3, 0.5, dataset="rafdb")
-    with pytest.raises(ValueError, match="different datasets"):
-        loop.compare_runs([tmp_path / "a", tmp_path / "r"])
-    (tmp_path / "a" / "COMPLETE").unlink()
-    with pytest.raises(ValueError, match="not complete"):
-        loop.compare_runs([tmp_path / "a"])

@@ -19,7 +19,7 @@ from curate.cli import app  # noqa: E402
 POLICIES = ("drop-8-plus", "merge-8-plus-to-neutral")
 TINY = ["--image-size", "32", "--epochs", "1", "--batch-size", "32", "--alpha", "0.75", "--holdout-fraction", "0.2"]
 PREDICTION_COLUMNS = [
-    "id", "view", "split", "label", "predicted", "confidence", "probabilities", "logits", "valence_pred", "arousal_pred",
+    "id", "view", "split", "label", "canonical", "predicted", "confidence", "probabilities", "logits", "valence_pred", "arousal_pred",
 ]  # fmt: skip
 
 
@@ -120,7 +120,8 @@ def test_runs_are_registered_and_compared(policy_runs, tmp_path) -> None:
     assert 0.0 <= registered["tiny-drop-8-plus"]["metrics"]["balanced"]["accuracy"] <= 1.0
     comparison = workspace / "runs" / "comparisons"
     markdown = next(comparison.glob("*.md")).read_text()
-    assert "| policy | classes | balanced acc | class-freq acc |" in markdown and "merge-8-plus-to-neutral" in markdown
+    assert markdown.startswith("# Policy comparison on ferplus") and "merge-8-plus-to-neutral" in markdown
+    assert "## Common ground: Neutral, Happy, Sad, Surprise, Fear, Disgust, Anger" in markdown
     again = CliRunner().invoke(
         app,
         [

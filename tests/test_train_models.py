@@ -113,3 +113,54 @@ def test_batchnorm_momentum_is_lowered_for_short_runs() -> None:
     backbone = models.build_backbone("mobilenet_v3_small", alpha=0.75, image_size=32)
     momenta = {layer.momentum for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {models.BATCHNORM_MOMENTUM}
+
+
+def test_imagenet_weights_through_keras_cache(tmp_path, monkeypatch) -> None:
+    """--weights imagenet: Keras' file name in Keras' cache folder; offline and not cached, one line
+    naming the file and the folder; nothing is downloaded here (get_file is replaced)."""
+    h5py = pytest.importorskip("h5py")
+    import hashlib
+
+    import keras.src.backend.config as keras_config
+    from keras.src.applications import mobilenet_v3
+    from keras.src.legacy.saving import legacy_h5_format
+
+    home = tmp_path / "keras-home"
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(home))
+    downloads = []
+
+    def offline(name, origin, **kwargs):
+        downloads.append(origin)
+        raise OSError(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    name = "weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5"
+    with pytest.raises(WeightsError) as missing:
+        models.build_model(config(weights="imagenet"), 7)
+    message = str(missing.value)
+    assert "\n" not in message and name in message and str(home / "models") in message
+    assert downloads == [mobilenet_v3.BASE_WEIGHT_PATH + name]
+
+    # A file of the right architecture in the cache: Keras' hash check refuses a file that is not
+    # the published one ...
+    source = models.build_model(config(), 7).get_layer("backbone")
+    (home / "models").mkdir(parents=True)
+    with h5py.File(home / "models" / name, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source)
+    with pytest.raises(WeightsError, match="hash differs"):
+        models.build_model(config(weights="imagenet"), 7)
+    # ... and loads it when it is (the expected hash made this file's, as for a real download).
+    md5 = hashlib.md5((home / "models" / name).read_bytes()).hexdigest()
+    monkeypatch.setitem(mobilenet_v3.WEIGHTS_HASHES, "small_224_0.75_float", ("unused", md5))
+    loaded = models.build_model(config(weights="imagenet"), 7).get_layer("backbone")
+    assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), loaded.get_weights(), strict=True))
+    assert len(downloads) == 1
+
+
+def test_imagenet_weights_bad_arguments() -> None:
+    with pytest.raises(WeightsError, match="no ImageNet weights for small_cnn"):
+        config(model="small_cnn", weights="imagenet")
+    with pytest.raises(WeightsError, match="exist for --alpha 0.75, 1.0, not 0.5"):
+        config(weights="imagenet", alpha=0.5)
+    with pytest.raises(TrainError, match="--freeze-epochs must be 0 or fewer than --epochs"):
+        config(freeze_epochs=10, epochs=10)

@@ -40,7 +40,7 @@ def train_policies(*args, **kwargs):  # noqa: ANN002, ANN003
 
 
 def compare_runs(*args, **kwargs):  # noqa: ANN002, ANN003
-    """See :func:`train.loop.compare_runs`."""
-    from train.loop import compare_runs as run
+    """See :func:`train.compare.compare_runs`."""
+    from train.compare import compare_runs as run
 
     return run(*args, **kwargs)

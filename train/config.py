@@ -20,6 +20,12 @@ DATASETS = ("affectnet", "ferplus", "rafdb")
 #: ``small_cnn``: a plain four-stage CNN (``train.models.build_small_cnn``) for small inputs
 #: (32-64 px, e.g. aligned faces), fast on a CPU; the MobileNets are Keras applications.
 MODELS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "small_cnn")
+#: Width multipliers Keras publishes ImageNet weights for (``--weights imagenet``).
+IMAGENET_ALPHAS = {
+    "mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
+    "mobilenet_v3_small": (0.75, 1.0),
+    "mobilenet_v3_large": (0.75, 1.0),
+}
 CLASS_WEIGHT_METHODS = ("none", "inverse", "sqrt", "effective")
 SAMPLERS = ("natural", "balanced")
 MONITORS = ("auto", "balanced", "class_frequency")
@@ -106,6 +112,8 @@ class TrainConfig:
     exclude: str | None = None
     oof_folds: int = 0
     oof_epochs: int = 0
+    freeze_epochs: int = 0
+    warmup_epochs: float = 1.0
 
     def __post_init__(self) -> None:
         if self.policy is None and self.dataset in DEFAULT_POLICY:
@@ -145,6 +153,12 @@ class TrainConfig:
         for option, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
             if value < 1:
                 raise TrainError(f"--{option} must be at least 1, got {value}")
+        if self.freeze_epochs < 0 or (self.freeze_epochs and self.freeze_epochs >= self.epochs):
+            raise TrainError(
+                f"--freeze-epochs must be 0 or fewer than --epochs ({self.epochs}), got {self.freeze_epochs}"
+            )
+        if self.warmup_epochs < 0:
+            raise TrainError(f"--warmup-epochs must be 0 or positive, got {self.warmup_epochs}")
         if self.oof_folds != 0 and self.oof_folds < 2:
             raise TrainError(f"--oof-folds must be 0 (off) or at least 2, got {self.oof_folds}")
         if self.oof_epochs < 0:
@@ -153,9 +167,21 @@ class TrainConfig:
             raise TrainError("--oof-folds with --va-head is not supported (out-of-fold predictions are for labels)")
         if not 0.0 < self.holdout_fraction < 0.5:
             raise TrainError(f"--holdout-fraction must be in (0, 0.5), got {self.holdout_fraction}")
-        if self.weights != "none" and not Path(self.weights).is_file():
+        if self.weights == "imagenet":
+            imagenet_alphas = IMAGENET_ALPHAS.get(self.model)
+            if imagenet_alphas is None:
+                raise WeightsError(
+                    f"--weights imagenet: Keras has no ImageNet weights for {self.model}; "
+                    f"choose one of {', '.join(IMAGENET_ALPHAS)} or --weights none"
+                )
+            if self.alpha not in imagenet_alphas:
+                raise WeightsError(
+                    f"--weights imagenet: Keras' ImageNet weights for {self.model} exist for --alpha "
+                    f"{', '.join(map(str, imagenet_alphas))}, not {self.alpha}"
+                )
+        elif self.weights != "none" and not Path(self.weights).is_file():
             raise WeightsError(
-                f"--weights: no such file {self.weights!r} (give 'none' or a .h5/.weights.h5/.keras file)"
+                f"--weights: no such file {self.weights!r} (give 'none', 'imagenet' or a .h5/.weights.h5/.keras file)"
             )
         if self.exclude is not None:
             self.exclusions()  # TrainError for a missing or unreadable file

@@ -372,6 +372,15 @@ class View:
     labels: np.ndarray
     dataset: Any
     description: str
+    #: Canonical label of each row of ``ids`` (same order), when known.
+    canonical: np.ndarray | None = None
+
+    def canonical_of(self, ids: np.ndarray) -> np.ndarray | None:
+        """The canonical labels of ``ids`` (rows of this view, any order); None when unknown."""
+        if self.canonical is None:
+            return None
+        index = {row_id: i for i, row_id in enumerate(self.ids.tolist())}
+        return self.canonical[[index[row_id] for row_id in ids.tolist()]]
 
 
 @dataclasses.dataclass
@@ -400,6 +409,13 @@ class PreparedData:
     #: ``train_view(name, ids, description) -> View``: some training rows, for prediction.
     train_view: Callable[[str, np.ndarray, str], View] | None = None
 
+    @property
+    def selection_standard_error(self) -> float:
+        """Standard error of balanced accuracy on the monitored view, at its worst (every
+        class recall 0.5): ``sqrt(sum_c 0.25 / n_c) / K``. Epochs whose scores differ by less
+        than about twice this cannot be told apart."""
+        return balanced_accuracy_standard_error(self.views[self.monitor_view].labels)
+
     def describe(self) -> dict[str, Any]:
         return {
             "train_count": self.train_count,
@@ -412,6 +428,7 @@ class PreparedData:
             ),
             "steps_per_epoch": self.steps_per_epoch,
             "monitor_view": self.monitor_view,
+            "selection_standard_error": self.selection_standard_error,
             "target_kind": self.target_kind,
             "cache": self.cache,
             **({"exclusions": dict(self.exclusions)} if self.exclusions is not None else {}),
@@ -420,6 +437,19 @@ class PreparedData:
                 for name, view in self.views.items()
             },
         }
+
+
+def balanced_accuracy_standard_error(labels: np.ndarray, recall: float = 0.5) -> float:
+    """Standard error of balanced accuracy on rows with ``labels`` when every class's recall is
+    ``recall`` (0.5 is the worst case): ``sqrt(sum_c recall (1 - recall) / n_c) / K``."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    if counts.size == 0:
+        return float("nan")
+    return float(np.sqrt((recall * (1 - recall) / counts).sum()) / counts.size)
+
+
+#: A selection view whose balanced-accuracy standard error exceeds this cannot rank epochs.
+SELECTION_STANDARD_ERROR_WARNING = 0.05
 
 
 def target_function(config: TrainConfig) -> Any:
@@ -637,7 +667,7 @@ def prepare_data(
         )
         ds = _cache(ds, cache, cache_dir / name if cache_dir else None)
         ds = ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-        views[name] = View(name, split, scan.ids[mask], scan.labels[mask], ds, text)
+        views[name] = View(name, split, scan.ids[mask], scan.labels[mask], ds, text, scan.canonical[mask])
 
     train_ids = train_scan.ids[train_rows]
     base = _rows_dataset(
@@ -692,6 +722,7 @@ def prepare_data(
     stream = build_stream(base, train_count, train_counts, weights, seed)
     steps = max(1, math.ceil(train_count / config.batch_size))
     train_labels = train_scan.labels[train_rows]
+    train_canonical = train_scan.canonical[train_rows]
 
     def train_subset(ids: np.ndarray, stream_seed: int) -> tuple[Any, int, np.ndarray]:
         """The training stream of a subset of the training rows (cross-fitting): ``(stream,
@@ -710,7 +741,9 @@ def prepare_data(
         """A :class:`View` of some training rows (decoded, not augmented), for predicting them."""
         chosen = np.isin(train_ids, np.asarray(ids, dtype=object))
         rows = _filter_ids(base, train_ids[chosen]).batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-        return View(name, train_split, train_ids[chosen], train_labels[chosen], rows, description)
+        return View(
+            name, train_split, train_ids[chosen], train_labels[chosen], rows, description, train_canonical[chosen]
+        )
 
     def representative() -> Any:
         for row in base.take(min(train_count, 128)).batch(1):
@@ -720,7 +753,21 @@ def prepare_data(
         if cache_dir is not None and cache_dir.exists():
             shutil.rmtree(cache_dir, ignore_errors=True)
 
+    selection = views[config.monitor_view]
+    selection_error = balanced_accuracy_standard_error(selection.labels)
     if verbose:
+        print(
+            f"epochs are selected on the {selection.name} view: {len(selection.ids)} rows, standard error of its "
+            f"balanced accuracy up to {100 * selection_error:.1f} points",
+            flush=True,
+        )
+        if selection_error > SELECTION_STANDARD_ERROR_WARNING:
+            print(
+                f"warning: the {selection.name} view is too small to rank epochs (standard error "
+                f"{100 * selection_error:.1f} points > {100 * SELECTION_STANDARD_ERROR_WARNING:.0f}); "
+                + ("raise --holdout-fraction" if selection.name == "class_frequency" else "use more validation rows"),
+                flush=True,
+            )
         print(
             f"data: {config.dataset} policy {policy.name} ({num_classes} classes), train {train_count} rows, "
             + ", ".join(f"{name} {len(view.ids)}" for name, view in views.items())

@@ -142,8 +142,12 @@ def view_metrics(predictions: dict[str, np.ndarray], class_names: Sequence[str])
     return metrics
 
 
-def predictions_table(predictions: dict[str, np.ndarray], *, view: str, split: str) -> Any:
-    """The rows of ``predictions.parquet`` for one view (a ``pyarrow.Table``)."""
+def predictions_table(
+    predictions: dict[str, np.ndarray], *, view: str, split: str, canonical: np.ndarray | None = None
+) -> Any:
+    """The rows of ``predictions.parquet`` for one view (a ``pyarrow.Table``); ``canonical``
+    (the rows' canonical labels, in ``predictions`` order) fills the ``canonical`` column,
+    which the comparison's common-ground view reads (null when not given)."""
     import pyarrow as pa
 
     n = len(predictions["id"])
@@ -166,6 +170,9 @@ def predictions_table(predictions: dict[str, np.ndarray], *, view: str, split: s
             "view": pa.array([view] * n, pa.string()),
             "split": pa.array([split] * n, pa.string()),
             "label": pa.array(predictions["label"].astype(np.int64), pa.int64()),
+            "canonical": (
+                pa.array(np.asarray(canonical, dtype=np.int64), pa.int64()) if canonical is not None else pa.nulls(n, pa.int64())
+            ),
             "predicted": pa.array(probabilities.argmax(axis=1).astype(np.int64), pa.int64()),
             "confidence": pa.array(probabilities.max(axis=1), pa.float32()),
             "probabilities": float_lists(probabilities),

@@ -34,11 +34,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
-import json
-import math
-import os
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,10 +43,9 @@ import numpy as np
 
 from curate import labels as _labels
 from train import evaluate
-from train.config import TrainConfig, TrainError, default_workspace
-
-COMPLETE_MARKER = "COMPLETE"
-PARTIAL_SUFFIX = ".partial"
+from train.compare import compare_runs, write_comparison
+from train.config import TrainConfig, TrainError
+from train.runs import COMPLETE_MARKER, PARTIAL_SUFFIX, finite, resolve_runs_dir, write_json
 
 
 @dataclasses.dataclass
@@ -73,134 +68,9 @@ def set_determinism(seed: int, *, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-# --------------------------------------------------------------------------------------
-# Callbacks
-# --------------------------------------------------------------------------------------
-
-
-def _callbacks(
-    config: TrainConfig,
-    data: Any,
-    work: Path | None,
-    *,
-    va_head: bool,
-    verbose: int,
-    steps_per_epoch: int | None = None,
-    prefix: str = "",
-) -> list[Any]:
-    """Epoch timer, monitored-view metrics, early stopping (best weights restored), the best
-    checkpoint to ``work/model.keras`` (none when ``work`` is None) and the epoch summary
-    line (``prefix`` first). ``steps_per_epoch`` defaults to the run's."""
-    import keras
-
-    monitor = data.views[data.monitor_view]
-    class_names = data.class_names
-    steps = steps_per_epoch or data.steps_per_epoch
-
-    class EpochTimer(keras.callbacks.Callback):
-        """Wall time of the training part of each epoch (before the evaluation callbacks)."""
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            seconds = time.perf_counter() - self.start
-            if logs is not None:
-                logs["train_seconds"] = seconds
-                logs["train_images_per_second"] = steps * config.batch_size / max(seconds, 1e-9)
-
-    class ViewMonitor(keras.callbacks.Callback):
-        """Balanced accuracy, accuracy, macro F1 (and loss) of the monitored view, as ``val_*``."""
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            predictions = evaluate.predict_view(self.model, monitor, va_head=va_head)
-            metrics = evaluate.view_metrics(predictions, class_names)
-            if logs is None:
-                return
-            probabilities = np.clip(
-                predictions["probabilities"][np.arange(len(predictions["label"])), predictions["label"]], 1e-7, 1
-            )
-            logs["val_loss"] = float(-np.log(probabilities).mean())
-            logs["val_accuracy"] = metrics["accuracy"]
-            logs["val_balanced_accuracy"] = metrics["balanced_accuracy"]
-            logs["val_macro_f1"] = metrics["macro_f1"]
-            if "va" in metrics:
-                for key in ("valence", "arousal"):
-                    logs[f"val_{key}_rmse"] = metrics["va"][key]["rmse"]
-                    logs[f"val_{key}_ccc"] = metrics["va"][key]["ccc"]
-
-    class EpochSummary(keras.callbacks.Callback):
-        """One line per epoch, after Keras' progress bar."""
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            accuracy = logs.get("accuracy", logs.get("label_accuracy", float("nan")))
-            line = prefix + (
-                f"epoch {epoch + 1}/{config.epochs}: loss {logs.get('loss', float('nan')):.4f} "
-                f"acc {accuracy:.3f} | {data.monitor_view}: bal-acc {logs.get('val_balanced_accuracy', float('nan')):.3f} "
-                f"acc {logs.get('val_accuracy', float('nan')):.3f} macro-F1 {logs.get('val_macro_f1', float('nan')):.3f}"
-            )
-            if "val_valence_rmse" in logs:
-                line += (
-                    f" | V rmse {logs['val_valence_rmse']:.3f} ccc {logs['val_valence_ccc']:.3f}"
-                    f" A rmse {logs['val_arousal_rmse']:.3f} ccc {logs['val_arousal_ccc']:.3f}"
-                )
-            line += f" | {logs.get('train_seconds', 0):.1f} s, {logs.get('train_images_per_second', 0):.0f} img/s"
-            print(line, flush=True)
-
-    callbacks = [
-        EpochTimer(),
-        ViewMonitor(),
-        keras.callbacks.EarlyStopping(
-            monitor="val_balanced_accuracy", mode="max", patience=config.patience, restore_best_weights=True, verbose=0
-        ),
-    ]
-    if work is not None:
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(work / "model.keras"), monitor="val_balanced_accuracy", mode="max", save_best_only=True, verbose=0
-            )
-        )
-    if verbose:
-        callbacks.append(EpochSummary())
-    return callbacks
-
-
 # --------------------------------------------------------------------------------------
 # A run
 # --------------------------------------------------------------------------------------
-
-
-def resolve_runs_dir(runs_dir: str | Path | None = None, workspace: str | Path | None = None) -> Path:
-    """``runs_dir``, else ``<workspace>/runs`` (workspace: argument, ``$CURATE_WORKSPACE`` or
-    ``./curate-workspace``)."""
-    if runs_dir:
-        return Path(runs_dir)
-    return Path(workspace) / "runs" if workspace else default_workspace() / "runs"
 
 
 def protocol_key(config: TrainConfig) -> str | None:
@@ -309,26 +179,13 @@ def _train_in(
     work: Path, config: TrainConfig, model: Any, data: Any, source: Any, *, name: str, verbose: int
 ) -> RunResult:
     from train import export as export_module
-    from train import models
+    from train import fit
 
-    models.compile_model(model, config, target_kind=data.target_kind, steps_per_epoch=data.steps_per_epoch)
-    callbacks = _callbacks(config, data, work, va_head=config.va_head, verbose=verbose)
-    started = time.perf_counter()
-    history = model.fit(
-        data.train,
-        epochs=config.epochs,
-        steps_per_epoch=data.steps_per_epoch,
-        callbacks=callbacks,
-        verbose=1 if verbose == 1 else 0,
-    )
-    fit_seconds = time.perf_counter() - started
-    early = next(c for c in callbacks if type(c).__name__ == "EarlyStopping")
-    epochs_run = len(history.history.get("loss", []))
-    best_epoch = int(early.best_epoch) + 1 if early.best_weights is not None else epochs_run
-    if not (work / "model.keras").exists():  # ModelCheckpoint saved the best epoch; else save now
-        model.save(work / "model.keras")
+    fitted = fit.fit_model(model, config, data, verbose=verbose)
+    epochs_run, best_epoch = fitted.epochs_run, fitted.best_epoch
+    model.save(work / "model.keras")  # the selected epoch's weights (restored by fit_model)
 
-    _write_history(work / "history.csv", history.history)
+    _write_history(work / "history.csv", fitted.history)
 
     # Evaluate every view with the restored best weights.
     metrics: dict[str, Any] = {}
@@ -339,7 +196,11 @@ def _train_in(
         metrics[view_name] = evaluate.view_metrics(predictions, data.class_names)
         metrics[view_name]["split"] = view.split
         metrics[view_name]["description"] = view.description
-        tables.append(evaluate.predictions_table(predictions, view=view_name, split=view.split))
+        tables.append(
+            evaluate.predictions_table(
+                predictions, view=view_name, split=view.split, canonical=view.canonical_of(predictions["id"])
+            )
+        )
         evaluate.plot_confusion(
             metrics[view_name]["confusion_matrix"],
             data.class_names,
@@ -359,12 +220,21 @@ def _train_in(
         crossfit.write_folds(work / oof.FOLDS_FILE)
     evaluate.write_predictions(tables, work / "predictions.parquet")
 
+    fit_seconds = fitted.seconds
     images_seen = epochs_run * data.steps_per_epoch * config.batch_size
-    epoch_speeds = history.history.get("train_images_per_second", [])
+    epoch_speeds = fitted.history.get("train_images_per_second", [])
     metrics["training"] = {
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
-        "monitor": {"view": data.monitor_view, "metric": "balanced_accuracy", "best": _best(history.history)},
+        "monitor": {
+            "view": data.monitor_view,
+            "metric": "balanced_accuracy",
+            "best": fitted.best_score,
+            "selectable_from_epoch": fitted.select_from,
+            "rows": int(len(data.views[data.monitor_view].ids)),
+            "standard_error": data.selection_standard_error,
+        },
+        "freeze_epochs": config.freeze_epochs,
         "seconds": fit_seconds,
         "images_seen": images_seen,
         "images_per_second": images_seen / max(fit_seconds, 1e-9),
@@ -382,7 +252,7 @@ def _train_in(
     metrics["data_fingerprint"] = data_fingerprint(config, source_info)
     if crossfit is not None:
         metrics["oof"] = crossfit.summary
-    write_json(work / "metrics.json", _finite(metrics))
+    write_json(work / "metrics.json", finite(metrics))
 
     resolved = config.to_dict()
     resolved.update(
@@ -403,11 +273,6 @@ def _train_in(
         resolved["oof"] = {key: crossfit.summary[key] for key in ("folds", "epochs", "seed", "assignment", "file")}
     write_json(work / "config.json", resolved)
     return RunResult(name=name, path=work, metrics=metrics, config=resolved)
-
-
-def _best(history: dict[str, list[float]]) -> float | None:
-    values = history.get("val_balanced_accuracy") or []
-    return float(max(values)) if values else None
 
 
 def _sample_images(view: Any, predictions: dict[str, np.ndarray], limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -481,7 +346,7 @@ def _register(result: RunResult, config: TrainConfig, workspace: str | Path | No
         policy=config.policy_object.name,
         vote_mode=config.resolved_vote_mode,
         path=result.path,
-        metrics=_finite(summary),
+        metrics=finite(summary),
     )
 
 
@@ -494,6 +359,7 @@ def train_policies(
     config: TrainConfig,
     policies: Sequence[str],
     *,
+    seeds: int = 1,
     source: Any = None,
     runs_dir: str | Path | None = None,
     workspace: str | Path | None = None,
@@ -502,23 +368,30 @@ def train_policies(
     verbose: int = 1,
     comparison_name: str | None = None,
 ) -> tuple[list[RunResult], dict[str, Path]]:
-    """One run per policy (same everything else), then the comparison table.
+    """``seeds`` runs per policy (seeds ``config.seed`` .. ``config.seed + seeds - 1``, same
+    everything else), then the comparison (:mod:`train.compare`).
 
-    Run names are ``<--name>-<policy>`` when a name is given, else the default per run.
-    All policies are validated before the first run starts. Returns the runs and the
-    paths of the comparison's Markdown and JSON files: ``<runs>/comparisons/<--name>.md``
-    (or ``compare-<dataset>-<model>-<size>px-s<seed>.md`` without a name) and ``.json``.
+    Run names are ``<--name>-<policy>`` (``-s<seed>`` appended with several seeds) when a name
+    is given, else the default per run. All policies, names and folders are checked before
+    the first run starts. Returns the runs and the paths of the comparison's Markdown and
+    JSON files: ``<runs>/comparisons/<--name>.md`` (or
+    ``compare-<dataset>-<model>-<size>px-s<seed>.md`` without a name) and ``.json``.
     """
     if not policies:
         raise TrainError("--policies: give at least one policy")
+    if seeds < 1:
+        raise TrainError(f"--seeds must be at least 1, got {seeds}")
     configs = []
     for policy in policies:
         policy_object = _labels.get_policy(policy)
-        name = f"{config.name}-{policy_object.name}" if config.name else None
-        configs.append(config.replace(policy=policy, name=name))
+        for seed in range(config.seed, config.seed + seeds):
+            name = None
+            if config.name:
+                name = f"{config.name}-{policy_object.name}" + (f"-s{seed}" if seeds > 1 else "")
+            configs.append(config.replace(policy=policy, name=name, seed=seed))
     names = [c.run_name() for c in configs]
     if len(set(names)) != len(names):
-        raise TrainError(f"--policies: two policies give the same run name ({', '.join(names)})")
+        raise TrainError(f"--policies: two runs would get the same name ({', '.join(names)})")
     runs = resolve_runs_dir(runs_dir, workspace)
     if not overwrite:
         for run_name in names:
@@ -547,113 +420,3 @@ def train_policies(
             comparison_name = "compare-" + first.run_name().replace(f"-{first.policy_object.name}", "", 1)
     paths = write_comparison(compare_runs([r.path for r in results]), runs / "comparisons" / comparison_name)
     return results, paths
-
-
-def load_run(
-    path_or_name: str | Path, *, runs_dir: str | Path | None = None, workspace: str | Path | None = None
-) -> dict[str, Any]:
-    """``config.json`` and ``metrics.json`` of a complete run folder (a path or a run name)."""
-    path = Path(path_or_name)
-    if not path.is_dir():
-        path = resolve_runs_dir(runs_dir, workspace) / str(path_or_name)
-    if not path.is_dir():
-        raise TrainError(f"no run folder {str(path_or_name)!r} (looked in {path.parent})")
-    if not (path / COMPLETE_MARKER).exists():
-        raise TrainError(f"run folder {path} is not complete (no {COMPLETE_MARKER} marker)")
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    return {"path": path, "config": config, "metrics": metrics}
-
-
-def compare_runs(
-    runs: Sequence[str | Path], *, runs_dir: str | Path | None = None, workspace: str | Path | None = None
-) -> dict[str, Any]:
-    """The comparison table of finished runs: one row per run (policy), columns per view.
-
-    Shaped like the seed table of ``datasets.md``: policy x {balanced, class-frequency}
-    accuracy, plus balanced accuracy and macro F1 of each view (and the test view's
-    accuracy for FERPlus / RAF-DB). Runs of different datasets are refused.
-    """
-    if not runs:
-        raise TrainError("compare: give at least one run")
-    loaded = [load_run(r, runs_dir=runs_dir, workspace=workspace) for r in runs]
-    datasets = sorted({run["config"]["dataset"] for run in loaded})
-    if len(datasets) > 1:
-        raise TrainError(f"compare: runs of different datasets ({', '.join(datasets)}) do not belong in one table")
-    rows = []
-    for run in loaded:
-        metrics, config = run["metrics"], run["config"]
-        row = {
-            "run": config["name"],
-            "policy": config.get("policy_name", config["policy"]),
-            "classes": config["num_classes"],
-            "vote_mode": config.get("vote_mode"),
-            "model": config["model"],
-            "image_size": config["image_size"],
-            "epochs": metrics.get("training", {}).get("epochs_run"),
-            "protocol": metrics.get("protocol"),
-            "data_fingerprint": metrics.get("data_fingerprint"),
-        }
-        for view in ("balanced", "class_frequency", "test"):
-            if view in metrics:
-                for key in ("accuracy", "balanced_accuracy", "macro_f1", "count"):
-                    row[f"{view}_{key}"] = metrics[view].get(key)
-        rows.append(row)
-    return {"dataset": datasets[0], "rows": rows}
-
-
-def comparison_markdown(table: dict[str, Any]) -> str:
-    """The comparison as a Markdown table (accuracies in %)."""
-    rows = table["rows"]
-    has_test = any("test_accuracy" in r for r in rows)
-    header = [
-        "policy", "classes", "balanced acc", "class-freq acc", "balanced bal-acc",
-        "class-freq bal-acc", "balanced macro-F1", "class-freq macro-F1",
-    ]  # fmt: skip
-    if has_test:
-        header += ["test acc", "test bal-acc"]
-    header += ["protocol", "data", "run"]
-
-    def pct(value: Any) -> str:
-        return "" if value is None else f"{100 * value:.1f}"
-
-    lines = [
-        f"Policy comparison on {table['dataset']} (accuracy in %; balanced = balanced view, "
-        "class-freq = hashed train hold-out at natural class frequencies)",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|"
-        + "|".join("---" if i in (0, len(header) - 3, len(header) - 2, len(header) - 1) else "---:" for i in range(len(header)))
-        + "|",
-    ]
-    for r in rows:
-        cells = [
-            r["policy"] + (f" ({r['vote_mode']})" if r.get("vote_mode") else ""),
-            str(r["classes"]),
-            pct(r.get("balanced_accuracy")),
-            pct(r.get("class_frequency_accuracy")),
-            pct(r.get("balanced_balanced_accuracy")),
-            pct(r.get("class_frequency_balanced_accuracy")),
-            pct(r.get("balanced_macro_f1")),
-            pct(r.get("class_frequency_macro_f1")),
-        ]
-        if has_test:
-            cells += [pct(r.get("test_accuracy")), pct(r.get("test_balanced_accuracy"))]
-        cells += [r.get("protocol") or "-", r.get("data_fingerprint") or "-", r["run"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_comparison(table: dict[str, Any], stem: str | Path) -> dict[str, Path]:
-    """Write ``<stem>.md`` and ``<stem>.json``; return both paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": stem.with_name(stem.name + ".md"), "json": stem.with_name(stem.name + ".json")}
-    for kind, path in paths.items():
-        tmp = path.with_name(path.name + ".tmp")
-        if kind == "markdown":
-            tmp.write_text(comparison_markdown(table), encoding="utf-8")
-        else:
-            write_json(tmp, _finite(table))
-        os.replace(tmp, path)
-    return paths

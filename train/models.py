@@ -124,9 +124,64 @@ def build_model(config: TrainConfig, num_classes: int) -> Any:
         va = keras.layers.Dense(2, activation="tanh", name="va")(features)
         outputs = {"label": logits, "va": va}
     model = keras.Model(inputs, outputs, name=f"{config.model}_{num_classes}cls")
-    if config.weights and config.weights != "none":
+    if config.weights == "imagenet":
+        load_weights(model, imagenet_weights(config.model, alpha=config.alpha, image_size=config.image_size))
+    elif config.weights and config.weights != "none":
         load_weights(model, config.weights)
     return model
+
+
+def imagenet_weights_file(model: str, *, alpha: float, image_size: int) -> tuple[str, str, str | None]:
+    """``(file name, URL, expected hash)`` of the Keras-applications ImageNet weights without
+    top that ``keras.applications`` would fetch for this backbone (same names and rules as
+    Keras: MobileNetV3 files are the 224 px ones; MobileNetV2 has 96-224 px files, else 224)."""
+    if model == "mobilenet_v2":
+        from keras.src.applications.mobilenet_v2 import BASE_WEIGHT_PATH
+
+        rows = image_size if image_size in (96, 128, 160, 192, 224) else 224
+        name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+        return name, BASE_WEIGHT_PATH + name, None
+    if model in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        from keras.src.applications.mobilenet_v3 import BASE_WEIGHT_PATH, WEIGHTS_HASHES
+
+        key = f"{model.rsplit('_', 1)[1]}_224_{float(alpha)}_float"
+        if key not in WEIGHTS_HASHES:
+            raise WeightsError(f"--weights imagenet: Keras has no ImageNet weights for {model} at alpha {alpha}")
+        name = f"weights_mobilenet_v3_{key}_no_top_v2.h5"
+        return name, BASE_WEIGHT_PATH + name, WEIGHTS_HASHES[key][1]
+    raise WeightsError(f"--weights imagenet: Keras has no ImageNet weights for {model}")
+
+
+def imagenet_weights(model: str, *, alpha: float, image_size: int) -> Path:
+    """The ImageNet weights file of this backbone, through Keras' own cache and download.
+
+    Keras keeps application weights in ``$KERAS_HOME/models`` (default ``~/.keras/models``).
+    A file already there is used after its hash is checked against Keras' published one
+    (where Keras has one); otherwise ``keras.utils.get_file`` downloads it there, as
+    ``keras.applications`` would. Offline with nothing cached: :class:`WeightsError` naming
+    the file, the folder to put it in and the URL it comes from.
+    """
+    import keras
+    from keras.src.backend.config import keras_home
+    from keras.src.utils.file_utils import validate_file
+
+    name, url, file_hash = imagenet_weights_file(model, alpha=alpha, image_size=image_size)
+    folder = Path(keras_home()).expanduser() / "models"
+    cached = folder / name
+    if cached.is_file():
+        if file_hash and not validate_file(str(cached), file_hash):
+            raise WeightsError(
+                f"--weights imagenet: {cached} is not Keras' published file (hash differs); delete it to "
+                f"download it again, or replace it with {url}"
+            )
+        return cached
+    try:
+        return Path(keras.utils.get_file(name, url, cache_subdir="models", file_hash=file_hash))
+    except Exception as error:  # no network, proxy, HTTP error: all end the same way
+        raise WeightsError(
+            f"--weights imagenet: {name} is not in {folder} and could not be downloaded "
+            f"({_first_line(error)}); put the file from {url} in {folder}"
+        ) from None
 
 
 def load_weights(model: Any, path: str | Path) -> None:
@@ -195,13 +250,42 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def compile_model(model: Any, config: TrainConfig, *, target_kind: str, steps_per_epoch: int) -> None:
-    """Adam with cosine decay; cross-entropy on logits (sparse for hard targets); masked MSE
-    for V/A (the pipeline's sample weight ``va_mask`` zeroes rows without V/A)."""
+def learning_rate_schedule(
+    learning_rate: float, *, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0
+) -> Any:
+    """Linear warm-up from 0 over ``warmup_epochs`` (at most half the steps), then cosine decay
+    to 5% of ``learning_rate`` over the remaining steps."""
     import keras
 
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, decay_steps=max(1, config.epochs * steps_per_epoch), alpha=0.05
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(int(round(warmup_epochs * steps_per_epoch)), total // 2)
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total, alpha=0.05)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, alpha=0.05, warmup_target=learning_rate, warmup_steps=warmup
+    )
+
+
+def compile_model(
+    model: Any,
+    config: TrainConfig,
+    *,
+    target_kind: str,
+    steps_per_epoch: int,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+) -> None:
+    """Adam with warm-up and cosine decay (:func:`learning_rate_schedule`; ``epochs`` and
+    ``learning_rate`` default to the config's, a phase of ``--freeze-epochs`` gives its own);
+    cross-entropy on logits (sparse for hard targets); masked MSE for V/A (the pipeline's
+    sample weight ``va_mask`` zeroes rows without V/A)."""
+    import keras
+
+    schedule = learning_rate_schedule(
+        config.learning_rate if learning_rate is None else learning_rate,
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs if epochs is None else epochs,
+        warmup_epochs=config.warmup_epochs,
     )
     optimizer = keras.optimizers.Adam(schedule)
     if target_kind == "soft":

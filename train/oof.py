@@ -140,7 +140,7 @@ def cross_fit(config: TrainConfig, data: Any, *, verbose: int = 1) -> CrossFit:
     """
     import keras
 
-    from train import loop, models
+    from train import fit, models
 
     folds_count = int(config.oof_folds)
     if data.train_subset is None or data.train_view is None or data.train_labels is None:
@@ -159,18 +159,11 @@ def cross_fit(config: TrainConfig, data: Any, *, verbose: int = 1) -> CrossFit:
         keras.utils.set_random_seed(seed)
         model = models.build_model(fold_config, len(data.class_names))
         stream, steps, counts = data.train_subset(kept, seed)
-        models.compile_model(model, fold_config, target_kind=data.target_kind, steps_per_epoch=steps)
-        callbacks = loop._callbacks(
-            fold_config, data, None, va_head=False, verbose=verbose, steps_per_epoch=steps,
+        fitted = fit.fit_model(
+            model, fold_config, data, stream=stream, steps_per_epoch=steps, verbose=verbose,
             prefix=f"oof fold {fold + 1}/{folds_count} ",
         )  # fmt: skip
-        started = time.perf_counter()
-        history = model.fit(
-            stream, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=1 if verbose == 1 else 0
-        )
-        seconds = time.perf_counter() - started
-        early = next(c for c in callbacks if type(c).__name__ == "EarlyStopping")
-        epochs_run = len(history.history.get("loss", []))
+        seconds, epochs_run = fitted.seconds, fitted.epochs_run
         view = data.train_view(VIEW, held, f"out-of-fold: fold {fold} predicted by the model trained without it")
         predictions = evaluate.predict_view(model, view)
         if sorted(predictions["id"].tolist()) != sorted(str(i) for i in held):
@@ -185,7 +178,7 @@ def cross_fit(config: TrainConfig, data: Any, *, verbose: int = 1) -> CrossFit:
                 "train_rows": len(kept),
                 "train_counts": counts.tolist(),
                 "epochs_run": epochs_run,
-                "best_epoch": int(early.best_epoch) + 1 if early.best_weights is not None else epochs_run,
+                "best_epoch": fitted.best_epoch,
                 "seconds": seconds,
                 "held_out_accuracy": accuracy,
                 "seed": seed,

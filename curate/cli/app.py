@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +18,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Off a terminal (a log, CI, `| tee`) lines are not re-wrapped at Rich's default 80 columns.
+console = Console(soft_wrap=not sys.stdout.isatty())
 error_console = Console(stderr=True)
 
 #: The --workspace option every workspace command shares.
@@ -31,6 +33,43 @@ WorkspaceOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def markdown_table(table: Any) -> str:
+    """A Rich ``Table`` as a Markdown table (its title on the line above), every cell whole."""
+    from rich.text import Text
+
+    def plain(cell: Any) -> str:
+        text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    columns = table.columns
+    lines = [f"{plain(table.title)}", ""] if table.title else []
+    lines.append("| " + " | ".join(plain(column.header) for column in columns) + " |")
+    lines.append("|" + "|".join("---:" if column.justify == "right" else "---" for column in columns) + "|")
+    for row in zip(*(column.cells for column in columns), strict=True):
+        lines.append("| " + " | ".join(plain(cell) for cell in row) + " |")
+    return "\n".join(lines)
+
+
+def print_table(table: Any) -> None:
+    """Print a Rich table without ever cutting a cell to "…".
+
+    On a terminal the table is drawn, and columns too narrow for their text fold it onto
+    more lines; off a terminal (logs, CI, pipes) it is printed as Markdown, one line a row.
+    """
+    if console.is_terminal:
+        for column in table.columns:
+            column.overflow = "fold"
+        console.print(table)
+    else:
+        console.print(markdown_table(table), markup=False, highlight=False, soft_wrap=True)
+        console.print()
+
+
+def print_markdown(text: str) -> None:
+    """Markdown text verbatim (Rich's rendering of a wide Markdown table cuts its cells)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.cli.app import WorkspaceOption, app, console, fail
+from curate.cli.app import WorkspaceOption, app, console, fail, print_table
 
 audit_app = typer.Typer(
     help="Audits: duplicate images across splits, valence/arousal consistency.", no_args_is_help=True
@@ -122,7 +122,7 @@ def duplicates_command(
         table.add_column(column, justify="left" if column.startswith("group") else "right")
     for row in summary.iter_rows(named=True):
         table.add_row(row["group_a"], row["group_b"], f"{row['exact']:,}", f"{row['near']:,}", f"{row['total']:,}")
-    console.print(table)
+    print_table(table)
     console.print(f"ids to drop to keep one image per group (test/validation kept): {exclusions.height:,}")
     if out is not None:
         console.print(f"pairs written to {out}")
@@ -175,7 +175,7 @@ def va_command(
             f"{row['centre_arousal']:+.2f}",
             f"{row['threshold']:.2f}",
         )
-    console.print(table)
+    print_table(table)
     console.print(f"flagged {flagged.height:,} of {scored.height:,} rows with V/A")
     if out is not None:
         console.print(f"flagged rows written to {out}")

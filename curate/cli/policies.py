@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from curate import labels
-from curate.cli.app import app, console, fail
+from curate.cli.app import app, console, fail, print_table
 
 
 @app.command("policies")
@@ -30,11 +30,11 @@ def policies_command(
     table.add_column("class list")
     for policy in [*labels.BUILTIN_POLICIES.values(), *extra]:
         table.add_row(policy.name, str(policy.num_classes), policy.description, ", ".join(policy.classes))
-    console.print(table)
+    print_table(table)
     modes = Table(title="FER+ vote modes (votes -> label or target)")
     modes.add_column("mode", style="bold cyan", no_wrap=True)
     modes.add_column("target")
     modes.add_column("description")
     for mode in labels.VOTE_MODES.values():
         modes.add_row(mode.name, mode.target, mode.description)
-    console.print(modes)
+    print_table(modes)

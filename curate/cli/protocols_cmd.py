@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from curate import protocols
-from curate.cli.app import app, console, fail
+from curate.cli.app import app, console, fail, print_table
 
 
 @app.command("protocols")
@@ -35,4 +35,4 @@ def protocols_command(
             f"{card.test_split} ({card.test_view})",
             ", ".join(card.metrics),
         )
-    console.print(table)
+    print_table(table)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from curate.cli.app import WorkspaceOption, app, console, fail
+from curate.cli.app import WorkspaceOption, app, console, fail, print_table
 
 review_app = typer.Typer(
     help="Review datasets and runs in FiftyOne: load, find label errors, export corrections.",
@@ -179,7 +179,7 @@ def _print_views(views: dict[str, Any]) -> None:
     else:
         for name, size in views.items():
             table.add_row(name, f"{size:,}")
-    console.print(table)
+    print_table(table)
 
 
 @review_app.command("report")
@@ -219,7 +219,7 @@ def report_command(
         table.add_column("count", justify="right")
         for truth, predicted, count in run.confusions:
             table.add_row(str(truth), str(predicted), f"{count:,}")
-        console.print(table)
+        print_table(table)
     if result.duplicates:
         dup = result.duplicates
         console.print(
@@ -296,7 +296,7 @@ def list_command() -> None:
             continue
         runs = ", ".join(r["name"] for r in info.get("runs", {}).values())
         table.add_row(dataset_name, f"{len(ds):,}", info.get("source", {}).get("key", "?"), runs)
-    console.print(table)
+    print_table(table)
 
 
 @review_app.command("delete")

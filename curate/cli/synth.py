@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from curate.cli.app import app, console, fail
+from curate.cli.app import app, console, fail, print_table
 
 if TYPE_CHECKING:
     from curate.synth.common import SynthReport
@@ -50,7 +50,7 @@ def _report(report: SynthReport) -> None:
     for split, count in report.split_counts.items():
         classes = ", ".join(f"{label}: {n}" for label, n in sorted(report.class_counts.get(split, {}).items()))
         table.add_row(split, str(count), classes)
-    console.print(table)
+    print_table(table)
     quirks = ", ".join(f"{name} {count}" for name, count in report.quirks.items() if count) or "none"
     console.print(f"images written: {report.images_written}   quirks: {quirks}   ({report.seconds:.1f} s)")
     console.print(f"manifest: {report.manifest_path}")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.cli.app import app, console, fail
+from curate.cli.app import app, console, fail, print_markdown
 
 train_app = typer.Typer(
     help="Train a MobileNet baseline on a built TFDS dataset under a label policy; compare policies.",
@@ -112,9 +112,22 @@ def train_command(
         str,
         typer.Option(
             "--weights",
-            help="none, a local ImageNet .h5/.weights.h5 for the backbone, or a previous run's model.keras.",
+            help="none (random init); imagenet (Keras' ImageNet weights from its cache $KERAS_HOME/models, "
+            "downloaded there by Keras when missing and online); a local .h5/.weights.h5 for the backbone; or a "
+            "previous run's model.keras.",
         ),
     ] = "none",
+    freeze_epochs: Annotated[
+        int,
+        typer.Option(
+            "--freeze-epochs",
+            help="Two-phase fine-tuning: the first N epochs train the heads on a frozen backbone, the rest train "
+            "all layers but batch norm at a tenth of --learning-rate (use with pretrained --weights).",
+        ),
+    ] = 0,
+    warmup_epochs: Annotated[
+        float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up before the cosine decay.")
+    ] = 1.0,
     class_weight: Annotated[
         str, typer.Option("--class-weight", help="none, inverse, sqrt or effective (as `curate balance`).")
     ] = "none",
@@ -122,11 +135,19 @@ def train_command(
         str, typer.Option("--sampler", help="natural, or balanced (rejection sampling to equal classes).")
     ] = "natural",
     seed: Annotated[int, typer.Option("--seed", help="Seed of everything random in the run.")] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            help="Train each policy this many times (seeds --seed, --seed+1, ...); the comparison shows the mean, "
+            "the spread between seeds and intervals over rows and seeds.",
+        ),
+    ] = 1,
     va_head: Annotated[
         bool, typer.Option("--va-head", help="AffectNet: add a valence/arousal regression head (masked MSE).")
     ] = False,
     va_loss_weight: Annotated[float, typer.Option("--va-loss-weight", help="Weight of the V/A loss.")] = 0.5,
-    patience: Annotated[int, typer.Option("--patience", help="Early-stopping patience in epochs.")] = 5,
+    patience: Annotated[int, typer.Option("--patience", help="Early stopping: epochs without improvement, counted in the second half of --epochs (epochs of the first half are never selected).")] = 5,
     monitor: Annotated[
         str,
         typer.Option(
@@ -230,6 +251,8 @@ def train_command(
             batch_size=batch_size,
             learning_rate=learning_rate,
             weights=weights,
+            freeze_epochs=freeze_epochs,
+            warmup_epochs=warmup_epochs,
             class_weight=class_weight,
             sampler=sampler,
             seed=seed,
@@ -260,10 +283,13 @@ def train_command(
             "overwrite": overwrite,
             "verbose": 1 if progress else 2,
         }
-        if policies:
-            results, paths = loop.train_policies(config, _split_policies(policies), **common)
-            typer.echo(paths["markdown"].read_text(encoding="utf-8"))
-            typer.echo(f"comparison: {paths['markdown']} and {paths['json']}")
+        if seeds < 1:
+            fail(f"--seeds must be at least 1, got {seeds}")
+        if policies or seeds > 1:
+            chosen = _split_policies(policies) or [str(config.policy)]
+            results, paths = loop.train_policies(config, chosen, seeds=seeds, **common)
+            print_markdown(paths["markdown"].read_text(encoding="utf-8"))
+            console.print(f"comparison: {paths['markdown']} and {paths['json']}", highlight=False, soft_wrap=True)
         else:
             results = [loop.train_run(config, **common)]
     except _user_errors() as error:
@@ -314,12 +340,12 @@ def compare_command(
 ) -> None:
     """Rebuild the policy comparison table (Markdown + JSON) from finished runs."""
     try:
-        from train import loop
+        from train import compare
 
-        table = loop.compare_runs(runs, runs_dir=runs_dir, workspace=workspace)
-        typer.echo(loop.comparison_markdown(table))
+        table = compare.compare_runs(runs, runs_dir=runs_dir, workspace=workspace)
+        print_markdown(compare.comparison_markdown(table))
         if out is not None:
-            paths = loop.write_comparison(table, out)
-            typer.echo(f"written: {paths['markdown']} and {paths['json']}")
+            paths = compare.write_comparison(table, out)
+            console.print(f"written: {paths['markdown']} and {paths['json']}", highlight=False, soft_wrap=True)
     except _user_errors() as error:
         fail(str(error))

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.cli.app import WorkspaceOption, app, console, fail
+from curate.cli.app import WorkspaceOption, app, console, fail, print_table
 
 study_app = typer.Typer(
     help="Studies over the workspace, written as Markdown + PNG + JSON reports.", no_args_is_help=True
@@ -124,14 +124,14 @@ def ingest_command(
     for split, n in summary.splits.items():
         table.add_row(split, f"{n:,}")
     table.add_row("[bold]total", f"[bold]{summary.rows:,}")
-    console.print(table)
+    print_table(table)
     if summary.rejects:
         reasons = Table(title=f"rejected rows: {summary.rejected:,}")
         reasons.add_column("reason", style="yellow")
         reasons.add_column("rows", justify="right")
         for reason, n in summary.rejects.items():
             reasons.add_row(reason, f"{n:,}")
-        console.print(reasons)
+        print_table(reasons)
     else:
         console.print("rejected rows: 0")
     if rejects is not None and rejects.height:
@@ -145,7 +145,7 @@ def ingest_command(
                     for c in ("source_file", "source_row", "id", "reason", "detail")
                 )
             )
-        console.print(listing)
+        print_table(listing)
     if rejects_out is not None:
         console.print(f"rejects written to {rejects_out}")
 
@@ -288,7 +288,7 @@ def balance_command(
                 f"{summary['subsample_plan'][i]:,}",
                 f"{summary['oversample_plan'][i]:,}",
             )
-        console.print(table)
+        print_table(table)
     if json_out is not None:
         console.print(f"numbers written to {json_out}")
 
@@ -321,7 +321,7 @@ def remap_command(
     for label, row in enumerate(matrix):
         if row.sum():
             table.add_row(labels.CANONICAL_NAMES[label], *(f"{v:,}" if v else "·" for v in row))
-    console.print(table)
+    print_table(table)
     total = result.kept + result.dropped
     console.print(
         f"kept [bold]{result.kept:,}[/] of {total:,} rows ({100 * result.kept / max(total, 1):.1f}%), "
@@ -341,7 +341,7 @@ def remap_command(
             "–" if ratio is None else f"{ratio:.1f}",
             f"{summary['normalized_entropy']:.3f}",
         )
-    console.print(balance_table)
+    print_table(balance_table)
     console.print(f"stored policy {result.policy.name}: view remapped serves its label for {result.rows:,} rows")
     if result.out is not None:
         console.print(f"exported to {result.out} ({result.out.stat().st_size:,} bytes)")
@@ -403,7 +403,7 @@ def _print_study(results: dict[str, Any]) -> None:
             table.add_row(
                 label, *(f"{d['total'][c]:,} ({100 * d['shares'][c]:.1f}%)" for d in results["datasets"].values())
             )
-        console.print(table)
+        print_table(table)
         return
     table = Table(title=f"label policies on {results['dataset']}")
     for column in (
@@ -437,7 +437,7 @@ def _print_study(results: dict[str, Any]) -> None:
             pct(views[balanced]["majority_accuracy"]) if balanced in views else "–",
             f"{pct(run['balanced'])} / {pct(run['class_frequency'])}" if run else "–",
         )
-    console.print(table)
+    print_table(table)
     run_rows = [(name, run) for name in results["policies"] for run in (results["per_policy"][name].get("runs") or [])]
     if run_rows:
         # One row per policy, protocol and data fingerprint: never averaged across them.
@@ -453,7 +453,7 @@ def _print_study(results: dict[str, Any]) -> None:
                 "–" if run["balanced"] is None else f"{100 * run['balanced']:.1f}%",
                 "–" if run["class_frequency"] is None else f"{100 * run['class_frequency']:.1f}%",
             )
-        console.print(run_table)
+        print_table(run_table)
     if results.get("vote_modes"):
         modes = results["vote_modes"]
         mode_table = Table(title="FER+ vote modes: rows kept")
@@ -462,7 +462,7 @@ def _print_study(results: dict[str, Any]) -> None:
             mode_table.add_column(split, justify="right")
         for mode in modes["modes"]:
             mode_table.add_row(mode, *(f"{modes['per_mode'][mode]['kept'][s]:,}" for s in modes["splits"]))
-        console.print(mode_table)
+        print_table(mode_table)
         _print_disagreement(modes.get("disagreement"), modes["canonical_names"])
 
 
@@ -494,7 +494,7 @@ def _print_disagreement(numbers: dict[str, Any] | None, names: list[str]) -> Non
         if fer:
             cells.append(pct(fer["disagreement_per_majority_class"][c]))
         table.add_row(*cells)
-    console.print(table)
+    print_table(table)
     entropy = numbers["entropy"]
     line = f"vote entropy: mean {entropy['mean']:.3f} bits, unanimous {pct(entropy['unanimous_share'])}"
     if fer:
