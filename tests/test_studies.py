@@ -23,7 +23,7 @@ from curate.studies.remap import (
     policy_study,
     remap,
     remap_frame,
-    run_accuracies,
+    run_view_metrics,
     transition_matrix_duckdb,
     transition_matrix_polars,
     va_summary_duckdb,
@@ -252,9 +252,11 @@ def test_policy_study_by_hand(ws):
     assert results["holdout"]["counts"] == np.bincount(held, minlength=11).tolist()
     assert per["keep-all"]["views"]["class_frequency"]["total"] == len(held)
     # Runs joined by policy.
-    assert per["merge-to-neutral"]["run"]["balanced"] == 0.376
-    assert per["merge-to-neutral"]["run"]["class_frequency"] == 0.571
-    assert per["drop-7-plus"]["run"]["balanced"] == 0.211 and per["keep-all"]["run"] is None
+    merge = per["merge-to-neutral"]["run"]["views"]
+    assert merge["balanced"]["accuracy"]["mean"] == 0.376 and merge["balanced"]["accuracy"]["sd"] is None
+    assert merge["class_frequency"]["accuracy"]["mean"] == 0.571
+    assert per["drop-7-plus"]["run"]["views"]["balanced"]["accuracy"]["mean"] == 0.211
+    assert per["keep-all"]["run"] is None
     # V/A: Uncertain and No-Face have none; Contempt is compared with Neutral.
     va = results["va"]["per_label"]
     assert va["Uncertain"]["n_va"] == 0 and va["Uncertain"]["n_without_va"] == 2
@@ -270,12 +272,13 @@ def test_policy_study_by_hand(ws):
         policy_study(ws, "affectnet", policies=["keep-all", "keep-all"])
 
 
-def test_run_accuracies_forms():
-    assert run_accuracies({"balanced": {"accuracy": 0.5}, "class_frequency/accuracy": 0.7}) == {
-        "balanced": 0.5,
-        "class_frequency": 0.7,
+def test_run_view_metrics_forms():
+    metrics = {"balanced": {"accuracy": 0.5, "balanced_accuracy": 0.4}, "class_frequency/accuracy": 0.7}
+    assert run_view_metrics(metrics) == {
+        "balanced": {"accuracy": 0.5, "balanced_accuracy": 0.4},
+        "class_frequency": {"accuracy": 0.7, "balanced_accuracy": None},
     }
-    assert run_accuracies({}) == {"balanced": None, "class_frequency": None}
+    assert run_view_metrics({}) == {}
 
 
 def test_report_files_and_json(ws, tmp_path):

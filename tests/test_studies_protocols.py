@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 from workspace_tables import affectnet_rows, parsed
@@ -32,8 +33,12 @@ def ws(tmp_path):
     return workspace
 
 
-def _metrics(protocol, fingerprint, balanced, cf=None):
+def _metrics(protocol, fingerprint, balanced, cf=None, *, seed=None, balanced_accuracy=None):
     out = {"balanced": {"accuracy": balanced}}
+    if balanced_accuracy is not None:
+        out["balanced"]["balanced_accuracy"] = balanced_accuracy
+    if seed is not None:
+        out["seed"], out["arm"] = seed, "arm:x"
     if cf is not None:
         out["class_frequency"] = {"accuracy": cf}
     if protocol is not None:
@@ -58,11 +63,35 @@ def test_policy_runs_one_row_per_protocol_and_fingerprint():
     rows = policy_runs(runs, "p")
     assert [r["name"] for r in rows] == ["new", "newdata", "merged", "bare"]
     # Never averaged: the newest run of (affectnet-8@1, sha256:aa) keeps its own number.
-    assert rows[0]["balanced"] == 0.6 and rows[0]["runs"] == 2
+    assert rows[0]["views"]["balanced"]["accuracy"] == {"mean": 0.6, "sd": None, "values": [0.6]}
+    assert rows[0]["runs"] == 2
     assert (rows[1]["protocol"], rows[1]["data_fingerprint"]) == ("affectnet-8@1", "sha256:bb")
     assert rows[2]["protocol"] == "affectnet-8-merge@1"
-    assert rows[3]["protocol"] is None and rows[3]["data_fingerprint"] is None and rows[3]["balanced"] == 0.3
+    assert rows[3]["protocol"] is None and rows[3]["data_fingerprint"] is None
+    assert rows[3]["views"]["balanced"]["accuracy"]["mean"] == 0.3
     assert policy_runs(runs, "none") == []
+
+
+def test_policy_runs_seeds_of_one_recipe_show_mean_and_sd():
+    """Seeds of one recipe (same arm key) are one row: the newest run of each seed, mean and sd;
+    another recipe of the same policy is a row of its own."""
+    runs = [
+        {"name": "s1-new", "policy": "p", "path": "/a", "metrics": _metrics("c@1", "fp", 0.5, seed=1, balanced_accuracy=0.4)},
+        {"name": "s0", "policy": "p", "path": "/b", "metrics": _metrics("c@1", "fp", 0.7, seed=0, balanced_accuracy=0.6)},
+        {"name": "s1-old", "policy": "p", "path": "/c", "metrics": _metrics("c@1", "fp", 0.1, seed=1, balanced_accuracy=0.1)},
+        {"name": "other", "policy": "p", "path": "/d", "metrics": {**_metrics("c@1", "fp", 0.9, seed=0), "arm": "arm:y"}},
+    ]  # fmt: skip
+    seeds, other = policy_runs(runs, "p")
+    assert seeds["name"] == "s1-new" and seeds["seeds"] == [1, 0] and seeds["runs"] == 3
+    accuracy = seeds["views"]["balanced"]["accuracy"]
+    assert accuracy["mean"] == pytest.approx(0.6) and accuracy["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert seeds["views"]["balanced"]["balanced_accuracy"]["mean"] == pytest.approx(0.5)
+    assert other["name"] == "other" and other["views"]["balanced"]["accuracy"]["mean"] == 0.9
+    from curate.studies.remap import run_figure
+
+    assert run_figure(seeds, "balanced", "accuracy") == "60.0 ± 14.1% (2 seeds)"
+    assert run_figure(other, "balanced", "accuracy") == "90.0%"
+    assert run_figure(other, "class_frequency", "accuracy") == "–"
 
 
 def test_remap_study_prints_protocol_and_fingerprint(ws, tmp_path):
@@ -91,8 +120,10 @@ def test_remap_study_prints_protocol_and_fingerprint(ws, tmp_path):
     per = results["per_policy"]
     d8 = {r["name"]: r for r in per["drop-8-plus"]["runs"]}
     assert set(d8) == {"d8-a", "d8-b"}
-    assert d8["d8-a"]["data_fingerprint"] == "sha256:1111111111111111" and d8["d8-a"]["balanced"] == 0.412
-    assert d8["d8-b"]["data_fingerprint"] == "sha256:2222222222222222" and d8["d8-b"]["balanced"] == 0.455
+    assert d8["d8-a"]["data_fingerprint"] == "sha256:1111111111111111"
+    assert d8["d8-a"]["views"]["balanced"]["accuracy"]["mean"] == 0.412
+    assert d8["d8-b"]["data_fingerprint"] == "sha256:2222222222222222"
+    assert d8["d8-b"]["views"]["balanced"]["accuracy"]["mean"] == 0.455
     assert per["drop-8-plus"]["run"] == per["drop-8-plus"]["runs"][0]
     assert per["merge-to-neutral"]["run"]["protocol"] == "affectnet-7-merge@1"
     assert per["keep-all"]["runs"] == [] and per["keep-all"]["run"] is None
@@ -102,7 +133,10 @@ def test_remap_study_prints_protocol_and_fingerprint(ws, tmp_path):
     )
     text = outcome.report.markdown.read_text()
     section = text.split("## Registered runs", 1)[1].split("\n## ", 1)[0]
-    assert "| policy | run | protocol | data fingerprint | balanced acc. | class-frequency acc. |" in section
+    assert (
+        "| policy | run | protocol | data fingerprint | balanced view: accuracy | class-frequency view: accuracy |"
+        in section
+    )
     assert "| `drop-8-plus` | d8-a | `affectnet-8@1` | `sha256:1111111111111111` | 41.2% | 50.0% |" in section
     assert "| `drop-8-plus` | d8-b | `affectnet-8@1` | `sha256:2222222222222222` | 45.5% | – |" in section
     assert "| `merge-to-neutral` | m2n | `affectnet-7-merge@1` | – | 60.0% | – |" in section

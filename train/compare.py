@@ -142,6 +142,14 @@ def _recipe(config: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(json.dumps(config.get(field), sort_keys=True) for field in RECIPE_FIELDS)
 
 
+def arm_key(config: dict[str, Any]) -> str:
+    """A short stable key of a run's recipe (everything in :data:`RECIPE_FIELDS`, not the
+    seed): runs with the same key are seeds of one arm (``curate study remap`` groups by it)."""
+    import hashlib
+
+    return "arm:" + hashlib.sha256(json.dumps(_recipe(config)).encode()).hexdigest()[:12]
+
+
 def group_arms(loaded: Sequence[dict[str, Any]]) -> list[Arm]:
     """Group runs into arms (same recipe, different seeds), in the order first seen."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}

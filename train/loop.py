@@ -43,7 +43,7 @@ import numpy as np
 
 from curate import labels as _labels
 from train import evaluate
-from train.compare import compare_runs, write_comparison
+from train.compare import arm_key, compare_runs, write_comparison
 from train.config import TrainConfig, TrainError
 from train.runs import COMPLETE_MARKER, PARTIAL_SUFFIX, finite, resolve_runs_dir, write_json
 
@@ -340,6 +340,8 @@ def _register(result: RunResult, config: TrainConfig, workspace: str | Path | No
     }
     summary["protocol"] = result.metrics.get("protocol")
     summary["data_fingerprint"] = result.metrics.get("data_fingerprint")
+    summary["seed"] = config.seed
+    summary["arm"] = arm_key(result.config)
     Workspace(workspace).register_run(
         result.name,
         dataset=config.dataset,

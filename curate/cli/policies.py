@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from curate import labels
-from curate.cli.app import app, console, fail, print_table
+from curate.cli.app import app, fail, print_table
 
 
 @app.command("policies")

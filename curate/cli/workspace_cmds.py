@@ -405,6 +405,8 @@ def _print_study(results: dict[str, Any]) -> None:
             )
         print_table(table)
         return
+    from curate.studies import remap as remap_study
+
     table = Table(title=f"label policies on {results['dataset']}")
     for column in (
         "policy",
@@ -412,9 +414,8 @@ def _print_study(results: dict[str, Any]) -> None:
         "train kept",
         "imbalance",
         "entropy",
-        "cf majority acc.",
-        "bal. majority acc.",
-        "run bal./cf acc.",
+        "majority acc. on class-frequency view",
+        "majority acc. on balanced view",
     ):
         table.add_column(column, justify="left" if column == "policy" else "right")
     balanced = results.get("balanced_view")
@@ -422,7 +423,6 @@ def _print_study(results: dict[str, Any]) -> None:
         entry = results["per_policy"][name]
         train = entry["balance"].get("train", {})
         views = entry["views"]
-        run = entry.get("run")
 
         def pct(value: float | None) -> str:
             return "–" if value is None else f"{100 * value:.1f}%"
@@ -435,23 +435,24 @@ def _print_study(results: dict[str, Any]) -> None:
             "–" if train.get("normalized_entropy") is None else f"{train['normalized_entropy']:.3f}",
             pct(views["class_frequency"]["majority_accuracy"]),
             pct(views[balanced]["majority_accuracy"]) if balanced in views else "–",
-            f"{pct(run['balanced'])} / {pct(run['class_frequency'])}" if run else "–",
         )
     print_table(table)
     run_rows = [(name, run) for name in results["policies"] for run in (results["per_policy"][name].get("runs") or [])]
     if run_rows:
-        # One row per policy, protocol and data fingerprint: never averaged across them.
-        run_table = Table(title="registered runs (newest per policy, protocol and data fingerprint)")
-        for column in ("policy", "run", "protocol", "data fingerprint", "bal. acc.", "cf acc."):
-            run_table.add_column(column, justify="right" if column.endswith("acc.") else "left")
+        # One row per policy, protocol, data fingerprint and recipe: never averaged across them.
+        columns = remap_study.run_columns([run for _, run in run_rows])
+        run_table = Table(title="registered runs (newest run of each seed per policy, protocol, data and recipe)")
+        for column in ("policy", "run", "protocol", "data fingerprint"):
+            run_table.add_column(column)
+        for key in columns:
+            run_table.add_column(remap_study.RUN_COLUMNS[key], justify="right")
         for name, run in run_rows:
             run_table.add_row(
                 name,
                 str(run["name"]),
                 run.get("protocol") or "–",
                 run.get("data_fingerprint") or "–",
-                "–" if run["balanced"] is None else f"{100 * run['balanced']:.1f}%",
-                "–" if run["class_frequency"] is None else f"{100 * run['class_frequency']:.1f}%",
+                *(remap_study.run_figure(run, view, metric) for view, metric in columns),
             )
         print_table(run_table)
     if results.get("vote_modes"):

@@ -314,18 +314,54 @@ def _view_summary(counts: np.ndarray, policy: labels.LabelPolicy) -> dict[str, A
     }
 
 
-def run_accuracies(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """Balanced and class-frequency accuracies of a run's metrics (see ``Workspace.register_run``)."""
-    out: dict[str, float | None] = {}
-    for view in ("balanced", "class_frequency"):
-        value = None
+#: The views and metrics of a registered run the study shows (names as in ``metrics.json``).
+RUN_VIEWS = ("balanced", "class_frequency", "test")
+RUN_METRICS = ("accuracy", "balanced_accuracy")
+
+
+def run_view_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Accuracy and balanced accuracy of each evaluation view of a run's registered metrics
+    (``metrics[view][metric]``, or the flat ``"view/metric"`` keys of ``Workspace.register_run``)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for view in RUN_VIEWS:
         nested = metrics.get(view)
-        if isinstance(nested, Mapping):
-            value = nested.get("accuracy")
-        if value is None:
-            value = metrics.get(f"{view}/accuracy")
-        out[view] = None if value is None else float(value)
+        numbers: dict[str, float | None] = {}
+        for metric in RUN_METRICS:
+            value = nested.get(metric) if isinstance(nested, Mapping) else None
+            if value is None:
+                value = metrics.get(f"{view}/{metric}")
+            numbers[metric] = None if value is None else float(value)
+        if any(v is not None for v in numbers.values()):
+            out[view] = numbers
     return out
+
+
+#: Column titles of the registered runs' figures (one per view and metric; never "bal. acc.").
+RUN_COLUMNS = {
+    (view, metric): f"{view.replace('_', '-')} view: {metric.replace('_', ' ')}"
+    for view in RUN_VIEWS
+    for metric in RUN_METRICS
+}
+
+
+def run_figure(entry: Mapping[str, Any], view: str, metric: str) -> str:
+    """``41.2%``, or ``41.2 ± 1.3% (3 seeds)`` for several seeds; ``–`` when not measured."""
+    numbers = (entry.get("views") or {}).get(view, {}).get(metric)
+    if not numbers:
+        return "–"
+    if numbers["sd"] is None:
+        return f"{100 * numbers['mean']:.1f}%"
+    return f"{100 * numbers['mean']:.1f} ± {100 * numbers['sd']:.1f}% ({len(numbers['values'])} seeds)"
+
+
+def run_columns(entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The (view, metric) pairs any of ``entries`` has, in view order."""
+    return [
+        (view, metric)
+        for view in RUN_VIEWS
+        for metric in RUN_METRICS
+        if any(metric in (e.get("views") or {}).get(view, {}) for e in entries)
+    ]
 
 
 def run_protocol(metrics: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -336,33 +372,57 @@ def run_protocol(metrics: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 
 def policy_runs(runs: Sequence[Mapping[str, Any]], policy: str) -> list[dict[str, Any]]:
-    """The registered runs of one policy, one entry per (protocol, data fingerprint).
+    """The registered runs of one policy, one entry per (protocol, data fingerprint, recipe).
 
-    ``runs`` come newest first (:func:`curate.workspace.runs_from`); per distinct protocol
-    card and data fingerprint the newest run is kept, so runs measured under different
-    protocols or on different data are listed side by side and never averaged or merged.
-    Each entry: ``name``, ``path``, ``protocol``, ``data_fingerprint`` (``None`` when the run
-    did not record them), the accuracies of :func:`run_accuracies` and ``runs`` (how many
-    registered runs share that protocol and fingerprint).
+    ``runs`` come newest first (:func:`curate.workspace.runs_from`). Runs measured under
+    different protocol cards, on different data or with different recipes (the trainer's
+    ``arm``: everything but the seed) are listed side by side and never averaged. Within one
+    entry the newest run of each seed counts, and each view's accuracy and balanced accuracy
+    are the mean over those seeds (``sd``: sample sd, ``None`` for one seed) -- the numbers
+    ``curate train --seeds`` prints for the same runs.
+
+    Each entry: ``name`` (the newest run), ``path``, ``protocol``, ``data_fingerprint`` (``None``
+    when the run did not record them), ``arm``, ``seeds``, ``runs`` (registered runs in the
+    entry, repeats of a seed included) and ``views`` = ``{view: {metric: {"mean", "sd",
+    "values"}}}``.
     """
-    out: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for run in runs:
         if run["policy"] != policy:
             continue
         metrics = run.get("metrics") or {}
-        key = run_protocol(metrics)
-        if key in out:
-            out[key]["runs"] += 1
-            continue
-        out[key] = {
-            "name": run["name"],
-            "path": run["path"],
-            "protocol": key[0],
-            "data_fingerprint": key[1],
-            **run_accuracies(metrics),
-            "runs": 1,
-        }
-    return list(out.values())
+        key = (*run_protocol(metrics), metrics.get("arm"))
+        group = groups.setdefault(
+            key,
+            {
+                "name": run["name"],
+                "path": run["path"],
+                "protocol": key[0],
+                "data_fingerprint": key[1],
+                "arm": key[2],
+                "runs": 0,
+                "by_seed": {},
+            },
+        )
+        group["runs"] += 1
+        group["by_seed"].setdefault(metrics.get("seed"), run_view_metrics(metrics))  # newest per seed
+    out = []
+    for group in groups.values():
+        by_seed = group.pop("by_seed")
+        group["seeds"] = [seed for seed in by_seed if seed is not None]
+        views: dict[str, Any] = {}
+        for view in RUN_VIEWS:
+            for metric in RUN_METRICS:
+                values = [v[view][metric] for v in by_seed.values() if view in v and v[view][metric] is not None]
+                if values:
+                    views.setdefault(view, {})[metric] = {
+                        "mean": float(np.mean(values)),
+                        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                        "values": values,
+                    }
+        group["views"] = views
+        out.append(group)
+    return out
 
 
 def policy_study(

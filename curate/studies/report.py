@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from curate import labels
+from curate.studies import remap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,20 +167,23 @@ def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> t
     runs = [(n, r) for n in names for r in _policy_runs(per_policy[n])]
     out += ["", "## Registered runs", ""]
     if runs:
+        columns = remap.run_columns([r for _, r in runs])
         out += [
-            "One row per policy, protocol card and data fingerprint (the newest such run): runs of one policy "
-            "measured under different protocols or on different data are listed apart, never averaged.",
+            "One row per policy, protocol card, data fingerprint and recipe (the newest run of each seed): runs "
+            "measured under different protocols, on different data or with different recipes are listed apart, "
+            "never averaged; several seeds of one recipe show mean ± sd. *Accuracy* is the share of a view's rows "
+            "predicted right, *balanced accuracy* the mean recall over its classes (`curate train compare` adds "
+            "intervals and trivial baselines).",
             "",
             md_table(
-                ["policy", "run", "protocol", "data fingerprint", "balanced acc.", "class-frequency acc."],
+                ["policy", "run", "protocol", "data fingerprint", *(remap.RUN_COLUMNS[c] for c in columns)],
                 [
                     [
                         f"`{n}`",
                         r["name"],
                         f"`{r['protocol']}`" if r.get("protocol") else "–",
                         f"`{r['data_fingerprint']}`" if r.get("data_fingerprint") else "–",
-                        _pct(r["balanced"]),
-                        _pct(r["class_frequency"]),
+                        *(remap.run_figure(r, view, metric) for view, metric in columns),
                     ]
                     for n, r in runs
                 ],
