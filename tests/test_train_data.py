@@ -179,6 +179,61 @@ def test_decode_resize_handles_encoded_grey_and_face_boxes() -> None:
     assert crop.mean() > 200 and crop[10, 10, 0] == 255  # the bright square fills the crop
 
 
+def _eye_landmarks(left, right) -> np.ndarray:
+    """68 points whose eye groups (36-41, 42-47) centre on ``left`` and ``right`` (x, y)."""
+    points = np.full((68, 2), 50.0, np.float32)
+    ring = np.array([[-2, 0], [-1, -1], [1, -1], [2, 0], [1, 1], [-1, 1]], np.float32)
+    points[36:42] = np.asarray(left, np.float32) + ring
+    points[42:48] = np.asarray(right, np.float32) + ring
+    return points
+
+
+def test_eye_alignment_puts_the_eyes_at_fixed_places() -> None:
+    """A tilted pair of bright eyes in a 224 px crop lands on (0.3, 0.35) and (0.7, 0.35) of the
+    aligned square, in TF (the trainer) and in NumPy/PIL (train.testing.align_face) alike."""
+    from PIL import Image
+
+    from train.testing import align_face
+
+    image = np.zeros((224, 224, 3), np.uint8)
+    left, right = np.array([70.0, 120.0]), np.array([150.0, 90.0])  # rolled by about 20 degrees
+    for x, y in (left, right):
+        image[int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4] = 255
+    size = 40
+    aligned = data.decode_resize(tf.constant(image), size, landmarks=tf.constant(_eye_landmarks(left, right))).numpy()
+    grey = aligned[..., 0].astype(float)
+    for (fx, fy), half in ((data.ALIGNED_LEFT_EYE, slice(0, size // 2)), (data.ALIGNED_RIGHT_EYE, slice(size // 2, size))):
+        part = np.zeros_like(grey)
+        part[:, half] = grey[:, half]
+        y, x = np.unravel_index(np.argmax(part), part.shape)
+        assert abs(x + 0.5 - fx * size) <= 1.5 and abs(y + 0.5 - fy * size) <= 1.5
+    # The same geometry in PIL (the review benchmark's aligned faces).
+    pil = align_face(Image.fromarray(image), _eye_landmarks(left, right), size).astype(float)
+    assert np.corrcoef(pil.ravel(), grey.ravel())[0, 1] > 0.8
+    # Unusable landmarks (both eyes on one point, or missing rows): the plain resize.
+    same = _eye_landmarks(left, left)
+    plain = data.decode_resize(tf.constant(image), size).numpy()
+    assert np.array_equal(data.decode_resize(tf.constant(image), size, landmarks=tf.constant(same)).numpy(), plain)
+
+
+def test_in_memory_affectnet_is_aligned_by_its_landmarks(affectnet_source) -> None:
+    aligned = data.prepare_data(config("affectnet"), source=affectnet_source, verbose=False)
+    stored = data.prepare_data(config("affectnet", align="none"), source=affectnet_source, verbose=False)
+    first = next(iter(aligned.views["balanced"].dataset))["image"].numpy()
+    second = next(iter(stored.views["balanced"].dataset))["image"].numpy()
+    assert first.shape == second.shape and not np.array_equal(first, second)
+    assert config("affectnet").to_dict()["align"] == "eyes"
+
+
+def test_align_option_resolves_by_dataset() -> None:
+    assert config("affectnet").resolved_align == "eyes"
+    assert config("rafdb").resolved_align == "none" and config("affectnet", align="none").resolved_align == "none"
+    with pytest.raises(TrainError, match="--align eyes needs 68-point landmarks"):
+        config("ferplus", align="eyes")
+    with pytest.raises(TrainError, match="--align: unknown value"):
+        config("affectnet", align="nose")
+
+
 def test_augment_keeps_range_and_shape() -> None:
     image = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3)), tf.uint8)
     a = data.augment(image, tf.constant(7, tf.int64))

@@ -164,3 +164,18 @@ def test_imagenet_weights_bad_arguments() -> None:
         config(weights="imagenet", alpha=0.5)
     with pytest.raises(TrainError, match="--freeze-epochs must be 0 or fewer than --epochs"):
         config(freeze_epochs=10, epochs=10)
+
+
+def test_grey_models_see_luma_and_export_with_rgb_inputs() -> None:
+    """--colour grey: a frozen layer inside the model turns RGB into luma, so a colour image and
+    its grey version give the same logits, and the model still takes 3 channels."""
+    import tensorflow as tf
+
+    model = models.build_model(config(model="small_cnn", colour="grey"), 7)
+    layer = model.get_layer("greyscale")
+    assert not layer.trainable and model.input_shape[-1] == 3
+    rgb = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    grey = np.tile(tf.image.rgb_to_grayscale(rgb).numpy(), (1, 1, 1, 3))
+    assert np.allclose(model.predict_on_batch(rgb), model.predict_on_batch(grey), atol=1e-3)
+    with pytest.raises(TrainError, match="--colour: unknown value"):
+        config(colour="sepia")

@@ -57,7 +57,7 @@ BOOTSTRAP_SEED = 0
 PROTOCOL_FIELDS = ("dataset", "holdout_fraction", "holdout_seed", "max_eval_examples", "exclude_sha256")
 #: Options that make two runs different arms (a run's seed and name do not).
 RECIPE_FIELDS = (
-    "policy_name", "vote_mode", "model", "alpha", "image_size", "epochs", "freeze_epochs", "batch_size",
+    "policy_name", "vote_mode", "model", "alpha", "image_size", "align", "colour", "epochs", "freeze_epochs", "batch_size",
     "learning_rate", "warmup_epochs", "weight_decay", "weights", "class_weight", "sampler", "augment", "dropout",
     "va_head", "monitor_view", "max_train_examples",
 )  # fmt: skip

@@ -30,6 +30,15 @@ CLASS_WEIGHT_METHODS = ("none", "inverse", "sqrt", "effective")
 SAMPLERS = ("natural", "balanced")
 MONITORS = ("auto", "balanced", "class_frequency")
 CACHE_MODES = ("auto", "memory", "file", "none")
+#: ``--align``: ``eyes`` = a similarity transform from the 68-point landmarks puts the eye
+#: centres at fixed places (``train.data.align_by_eyes``); ``none`` = the stored crop as it
+#: is; ``auto`` = ``eyes`` where the dataset carries 68-point landmarks (AffectNet).
+ALIGN_MODES = ("auto", "eyes", "none")
+#: ``--colour``: ``grey`` = the model turns its RGB input into luma first (a frozen layer, so
+#: exports keep RGB inputs); ``rgb`` = colour as stored.
+COLOURS = ("grey", "rgb")
+#: Datasets whose TFDS examples carry 68-point landmarks (what ``--align eyes`` needs).
+LANDMARK_DATASETS = ("affectnet",)
 #: Largest image side whose decoded images are cached (in memory or in a file).
 CACHE_MAX_IMAGE_SIZE = 128
 #: ``cache="auto"`` keeps the cache in memory up to this many bytes of images, else a file.
@@ -114,6 +123,8 @@ class TrainConfig:
     oof_epochs: int = 0
     freeze_epochs: int = 0
     warmup_epochs: float = 1.0
+    align: str = "auto"
+    colour: str = "rgb"
 
     def __post_init__(self) -> None:
         if self.policy is None and self.dataset in DEFAULT_POLICY:
@@ -134,6 +145,10 @@ class TrainConfig:
         choice("sampler", self.sampler, SAMPLERS)
         choice("cache", self.cache, CACHE_MODES)
         choice("monitor", self.monitor, MONITORS)
+        choice("align", self.align, ALIGN_MODES)
+        choice("colour", self.colour, COLOURS)
+        if self.align == "eyes" and self.dataset not in LANDMARK_DATASETS:
+            raise TrainError(f"--align eyes needs 68-point landmarks: {', '.join(LANDMARK_DATASETS)} only, not {self.dataset}")
         labels.get_policy(str(self.policy))  # PolicyError (a ValueError) for unknown names/bad files
         if self.vote_mode is not None:
             if self.dataset != "ferplus":
@@ -200,6 +215,13 @@ class TrainConfig:
         return "balanced" if self.dataset == "ferplus" else "class_frequency"
 
     @property
+    def resolved_align(self) -> str:
+        """``eyes`` or ``none`` (``auto`` resolved by the dataset)."""
+        if self.align != "auto":
+            return self.align
+        return "eyes" if self.dataset in LANDMARK_DATASETS else "none"
+
+    @property
     def resolved_vote_mode(self) -> str | None:
         if self.dataset != "ferplus":
             return None
@@ -252,6 +274,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["vote_mode"] = self.resolved_vote_mode
+        data["align"] = self.resolved_align
         data["policy_name"] = self.policy_object.name
         data["policy_source"] = self.policy_object.source
         data["monitor_view"] = self.monitor_view

@@ -284,12 +284,13 @@ def _id_table(ids: np.ndarray) -> Any:
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
 
 
-def decode_resize(image: Any, image_size: int, *, face_box: Any = None, margin: float = 0.2) -> Any:
+def decode_resize(image: Any, image_size: int, *, face_box: Any = None, landmarks: Any = None, margin: float = 0.2) -> Any:
     """Encoded bytes or a uint8 tensor -> uint8 ``(S, S, 3)``; grey is tiled to RGB.
 
-    ``face_box`` (normalised ymin, xmin, ymax, xmax) crops before resizing, grown by
-    ``margin`` of its size on every side and clamped (AffectNet ``original`` config; the
-    builder's ``crop224`` uses the same 20% margin)."""
+    ``landmarks`` (68 points in the stored image's pixels) align the face by its eyes
+    (:func:`align_by_eyes`; ``--align``); else ``face_box`` (normalised ymin, xmin, ymax,
+    xmax) crops before resizing, grown by ``margin`` of its size on every side and clamped
+    (AffectNet ``original`` config; the builder's ``crop224`` uses the same 20% margin)."""
     import tensorflow as tf
 
     if image.dtype == tf.string:
@@ -301,7 +302,28 @@ def decode_resize(image: Any, image_size: int, *, face_box: Any = None, margin: 
             lambda: image[..., :3],
         )
     image = tf.ensure_shape(image, [None, None, 3])
-    if face_box is not None:
+
+    def plain() -> Any:
+        size = tf.shape(image)[:2]
+        return tf.cond(
+            tf.reduce_all(size == image_size),
+            lambda: tf.cast(image, tf.float32),
+            lambda: tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True),
+        )
+
+    if landmarks is not None:
+        points = tf.reshape(tf.cast(landmarks, tf.float32), [-1, 2])
+        usable = tf.logical_and(
+            tf.shape(points)[0] >= 48,
+            tf.reduce_all(tf.math.is_finite(points)),
+        )
+        eyes = tf.cond(
+            usable,
+            lambda: tf.norm(tf.reduce_mean(points[42:48], 0) - tf.reduce_mean(points[36:42], 0)),
+            lambda: tf.constant(0.0),
+        )
+        resized = tf.cond(eyes > 1e-3, lambda: align_by_eyes(image, points, image_size), plain)
+    elif face_box is not None:
         box = tf.reshape(tf.cast(face_box, tf.float32), [1, 4])
         valid = tf.logical_and(box[0, 2] > box[0, 0], box[0, 3] > box[0, 1])
         grow = tf.tile((box[:, 2:] - box[:, :2]) * margin, [1, 2]) * tf.constant([[-1.0, -1.0, 1.0, 1.0]])
@@ -311,13 +333,58 @@ def decode_resize(image: Any, image_size: int, *, face_box: Any = None, margin: 
             tf.cast(image[None], tf.float32), box, [0], [image_size, image_size], method="bilinear"
         )[0]
     else:
-        size = tf.shape(image)[:2]
-        resized = tf.cond(
-            tf.reduce_all(size == image_size),
-            lambda: tf.cast(image, tf.float32),
-            lambda: tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True),
-        )
+        resized = plain()
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+#: Where face alignment puts the eye centres, as fractions of the output side: the mean of
+#: 68-point landmarks 36-41 (image-left eye) at (0.3, 0.35), of 42-47 at (0.7, 0.35).
+ALIGNED_LEFT_EYE = (0.3, 0.35)
+ALIGNED_RIGHT_EYE = (0.7, 0.35)
+
+
+def eye_alignment(left: np.ndarray, right: np.ndarray, size: int) -> tuple[float, ...]:
+    """The affine map (output pixel -> input pixel) ``(a0, a1, a2, b0, b1, b2)`` of the
+    similarity transform that puts eye centres ``left`` and ``right`` (input pixels) at
+    :data:`ALIGNED_LEFT_EYE` / :data:`ALIGNED_RIGHT_EYE` of a ``size`` square (NumPy; the TF
+    pipeline computes the same in :func:`align_by_eyes`)."""
+    span = np.asarray(right, np.float64) - np.asarray(left, np.float64)
+    scale = (ALIGNED_RIGHT_EYE[0] - ALIGNED_LEFT_EYE[0]) * size / float(np.linalg.norm(span))
+    angle = float(np.arctan2(span[1], span[0]))
+    ca, sa = np.cos(angle) / scale, np.sin(angle) / scale
+    u0, v0 = ALIGNED_LEFT_EYE[0] * size, ALIGNED_LEFT_EYE[1] * size
+    return (ca, -sa, left[0] - ca * u0 + sa * v0, sa, ca, left[1] - sa * u0 - ca * v0)
+
+
+def align_by_eyes(image: Any, landmarks: Any, size: int) -> Any:
+    """A float32 ``(size, size, 3)`` face aligned by its 68-point landmarks (TF, in a
+    ``tf.data`` map): rotation, scale and shift put the eye centres where
+    :func:`eye_alignment` puts them (sampled at twice the size, then reduced by area
+    averaging). :func:`decode_resize` calls it only for usable landmarks (both eyes apart)."""
+    import tensorflow as tf
+
+    points = tf.reshape(tf.cast(landmarks, tf.float32), [-1, 2])
+    left = tf.reduce_mean(points[36:42], axis=0)
+    right = tf.reduce_mean(points[42:48], axis=0)
+    span = right - left
+    distance = tf.norm(span)
+    work = 2 * size
+    scale = (ALIGNED_RIGHT_EYE[0] - ALIGNED_LEFT_EYE[0]) * work / tf.maximum(distance, 1e-6)
+    angle = tf.atan2(span[1], span[0])
+    ca, sa = tf.cos(angle) / scale, tf.sin(angle) / scale
+    u0, v0 = ALIGNED_LEFT_EYE[0] * work, ALIGNED_LEFT_EYE[1] * work
+    transform = tf.stack(
+        [ca, -sa, left[0] - ca * u0 + sa * v0, sa, ca, left[1] - sa * u0 - ca * v0, 0.0, 0.0]
+    )[None]
+    aligned = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(image, tf.float32)[None],
+        transforms=transform,
+        output_shape=tf.constant([work, work]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )[0]
+    return tf.image.resize(aligned, [size, size], method="area")
 
 
 def augment(image: Any, seed: Any) -> Any:
@@ -494,6 +561,7 @@ def _rows_dataset(
     )
     with_va = config.va_head
     size = config.image_size
+    align = config.resolved_align == "eyes"
     wanted = (readtime.LABEL_FEATURE[config.dataset], "valence", "arousal", "va_annotated")
 
     def targets(example: dict[str, Any]) -> dict[str, Any]:
@@ -501,7 +569,9 @@ def _rows_dataset(
         row = {"image": example["image"], "id": example["id"], "label": out["label"], "keep": out["keep"]}
         if with_va:
             row.update({key: out[key] for key in ("valence", "arousal", "va_mask")})
-        if face_crop and "face_box" in example:
+        if align and "landmarks" in example:
+            row["landmarks"] = example["landmarks"]
+        elif face_crop and "face_box" in example:
             row["face_box"] = example["face_box"]
         return row
 
@@ -513,7 +583,9 @@ def _rows_dataset(
 
     def decode(row: dict[str, Any]) -> dict[str, Any]:
         row = dict(row)
-        row["image"] = decode_resize(row.pop("image"), size, face_box=row.pop("face_box", None))
+        row["image"] = decode_resize(
+            row.pop("image"), size, face_box=row.pop("face_box", None), landmarks=row.pop("landmarks", None)
+        )
         row.pop("keep")
         return row
 

@@ -90,6 +90,23 @@ def build_small_cnn(*, alpha: float = 1.0, image_size: int = 48) -> Any:
     return keras.Model(inputs, outputs, name=BACKBONE_NAME)
 
 
+#: ITU-R BT.601 luma weights (what ``tf.image.rgb_to_grayscale`` and PIL's "L" use).
+LUMA = (0.299, 0.587, 0.114)
+
+
+def greyscale_layer() -> Any:
+    """A frozen 1x1 convolution that replaces each RGB pixel by its luma in all three channels
+    (``--colour grey``). Being a plain layer of the model, it travels into ``model.keras`` and
+    the TFLite exports, so every user of the model feeds RGB as before."""
+    import keras
+    import numpy as np
+
+    layer = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name="greyscale")
+    layer.build((None, None, None, 3))
+    layer.set_weights([np.tile(np.asarray(LUMA, np.float32)[:, None], (1, 3))[None, None]])
+    return layer
+
+
 def set_batchnorm_momentum(model: Any, momentum: float) -> None:
     """Set the moving-average momentum of every BatchNormalization layer in ``model``.
 
@@ -111,6 +128,8 @@ def build_model(config: TrainConfig, num_classes: int) -> Any:
     backbone = build_backbone(config.model, alpha=config.alpha, image_size=config.image_size)
     inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
     x = inputs
+    if config.colour == "grey":
+        x = greyscale_layer()(x)
     if config.model == "mobilenet_v2":
         x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(x)
     elif config.model == "small_cnn":

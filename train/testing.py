@@ -2,8 +2,8 @@
 
 :func:`synthetic_source` draws procedural faces (``curate.synth.faces``) and returns a
 :class:`train.data.InMemorySource` whose examples carry the features of
-``docs/contracts.md`` that the trainer reads (``id``, ``image``, the label feature, V/A for
-AffectNet). It is not a substitute for the TFDS builders' own tests.
+``docs/contracts.md`` that the trainer reads (``id``, ``image``, the label feature, V/A and the 68
+landmarks in image pixels for AffectNet). It is not a substitute for the TFDS builders' own tests.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def synthetic_source(
                     extra.setdefault("valence", []).append(np.float32(valence if annotated else 0.0))
                     extra.setdefault("arousal", []).append(np.float32(arousal if annotated else 0.0))
                     extra.setdefault("va_annotated", []).append(annotated)
+                    extra.setdefault("landmarks", []).append(np.asarray(face.landmarks68, np.float32))
                     rows["id"].append(f"{split}_set/{index}")
                     rows["image"].append(np.asarray(face.image, dtype=np.uint8))
                 elif dataset == "ferplus":
@@ -107,10 +108,13 @@ def align_face(image: Any, landmarks: Any, size: int) -> np.ndarray | None:
     """A grey ``size x size`` uint8 crop with the eye centres at fixed positions.
 
     A similarity transform (rotation, scale, shift) puts the mean of the 68-point landmarks
-    36-41 (image-left eye) at ``(0.3, 0.35) * size`` and of 42-47 at ``(0.7, 0.35) * size``.
+    36-41 (image-left eye) at ``(0.3, 0.35) * size`` and of 42-47 at ``(0.7, 0.35) * size``
+    (:func:`train.data.eye_alignment`, the geometry ``--align eyes`` uses in the trainer).
     ``image`` is a PIL image; ``None`` when the landmarks are missing or degenerate.
     """
     from PIL import Image
+
+    from train.data import eye_alignment
 
     if landmarks is None:
         return None
@@ -118,15 +122,10 @@ def align_face(image: Any, landmarks: Any, size: int) -> np.ndarray | None:
     if len(points) < 48:
         return None
     left, right = points[36:42].mean(0), points[42:48].mean(0)
-    span = right - left
-    distance = float(np.linalg.norm(span))
+    distance = float(np.linalg.norm(right - left))
     if not np.isfinite(distance) or distance < 1e-6:
         return None
-    scale = 0.4 * size / distance
-    angle = np.arctan2(span[1], span[0])
-    ca, sa = np.cos(angle) / scale, np.sin(angle) / scale
-    u0, v0 = 0.3 * size, 0.35 * size
-    coefficients = (ca, -sa, left[0] - ca * u0 + sa * v0, sa, ca, left[1] - sa * u0 - ca * v0)
+    coefficients = eye_alignment(left, right, size)
     grey = image.convert("L").transform((size, size), Image.AFFINE, coefficients, resample=Image.BILINEAR)
     return np.asarray(grey, np.uint8)
 

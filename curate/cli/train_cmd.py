@@ -117,6 +117,22 @@ def train_command(
             "previous run's model.keras.",
         ),
     ] = "none",
+    align: Annotated[
+        str,
+        typer.Option(
+            "--align",
+            help="auto (eyes where the dataset has 68-point landmarks: AffectNet), eyes (rotate, scale and shift "
+            "each face so its eye centres sit at fixed places) or none (the stored crop).",
+        ),
+    ] = "auto",
+    colour: Annotated[
+        str,
+        typer.Option(
+            "--colour",
+            help="rgb, or grey: the model turns its input into luma first (a frozen layer inside the model, so "
+            "exports still take RGB).",
+        ),
+    ] = "rgb",
     freeze_epochs: Annotated[
         int,
         typer.Option(
@@ -251,6 +267,8 @@ def train_command(
             batch_size=batch_size,
             learning_rate=learning_rate,
             weights=weights,
+            align=align,
+            colour=colour,
             freeze_epochs=freeze_epochs,
             warmup_epochs=warmup_epochs,
             class_weight=class_weight,
