@@ -319,7 +319,7 @@ def bench_detection(
     results["align_s"] = time.perf_counter() - start
     config = TrainConfig(
         dataset="affectnet", policy=policy.name, model="small_cnn", image_size=image_size, epochs=epochs,
-        batch_size=64, learning_rate=3e-3, patience=epochs, oof_folds=folds, oof_epochs=epochs,
+        batch_size=64, learning_rate=3e-3, sampler="natural", patience=epochs, oof_folds=folds, oof_epochs=epochs,
         augment=augment, export_tflite=False, name="bench-oof", seed=0,
     )  # fmt: skip
     start = time.perf_counter()

@@ -82,7 +82,7 @@ def test_va_outliers_flagged_viewed_and_reported(fo: Any, tmp_path: Path) -> Non
     result = _invoke("review", "report", "--name", "rv-va")
     assert result.exit_code == 0, result.output
     listed = result.output.split("Saved views")[1]
-    assert re.search(rf"va-outliers\s+│?\s*{len(view)}\b", listed), listed
+    assert re.search(rf"va-outliers\s*[│|]?\s*{len(view)}\b", listed), listed
 
     # An unchanged reload keeps the flags and the view.
     again = rl.load("affectnet", manual_dir=root, name="rv-va")

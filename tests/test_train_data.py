@@ -109,7 +109,9 @@ def test_class_weights_come_from_the_balance_study(ferplus_source) -> None:
 
 
 def test_balanced_sampler_evens_out_classes(ferplus_source) -> None:
-    natural = data.prepare_data(config("ferplus", augment=False), source=ferplus_source, verbose=False)
+    natural = data.prepare_data(
+        config("ferplus", sampler="natural", augment=False), source=ferplus_source, verbose=False
+    )
     balanced = data.prepare_data(
         config("ferplus", sampler="balanced", augment=False), source=ferplus_source, verbose=False
     )
@@ -273,7 +275,7 @@ def test_exclude_list_drops_ids_from_training_and_holdout(tmp_path) -> None:
     # every training image is constant, its value the row index: batches name their rows
     train["image"] = np.broadcast_to(np.arange(count, dtype=np.uint8)[:, None, None, None], train["image"].shape).copy()
     index_of = {str(key): i for i, key in enumerate(train["id"])}
-    plain_config = config("affectnet", augment=False)
+    plain_config = config("affectnet", augment=False, sampler="natural")
     plain = data.prepare_data(plain_config, source=source, verbose=False)
     listed = [*map(str, plain.train_ids[:5]), str(plain.views["class_frequency"].ids[0])]
     validation_id = str(source._splits["validation"]["id"][0])
@@ -286,7 +288,7 @@ def test_exclude_list_drops_ids_from_training_and_holdout(tmp_path) -> None:
         }
     ).write_parquet(path)
 
-    excluded_config = config("affectnet", augment=False, exclude=str(path))
+    excluded_config = config("affectnet", augment=False, sampler="natural", exclude=str(path))
     prepared = data.prepare_data(excluded_config, source=source, verbose=False)
     assert not set(listed) & set(prepared.train_ids)
     assert not set(listed) & set(prepared.views["class_frequency"].ids)

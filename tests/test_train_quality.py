@@ -1,26 +1,41 @@
-"""Quality bar (slow): a short run on synthetic AffectNet at demo scale learns the expressions.
+"""Quality bar (slow): a short run of the trainer's default recipe on synthetic AffectNet learns.
 
-The synthetic generator's demo scale (``curate.synth.affectnet.DEFAULT_SCALE`` = 0.005:
-~2,070 training images, original layout) is built as TFDS ``affectnet/crop224`` and a
-MobileNetV3Small is trained from scratch at 64 px for 30 epochs under ``drop-7-plus`` (7
-classes, chance = 1/7 = 14.3% balanced accuracy) with the balanced sampler (~1,150 training
-images, Happy 48% ... Disgust 1.3%). The validation split has only 2-3 images per class at
-this scale, so the bar is measured on the class-frequency hold-out (20% of train by hashed
-id, 270 images), by balanced accuracy.
+Synthetic AffectNet at the generator's demo scale (``curate.synth.affectnet.DEFAULT_SCALE`` =
+0.005: ~2,070 training images, original layout; validation at 0.04: 20 images per label),
+built as TFDS ``affectnet/crop224``. MobileNetV3Small from random initialisation with the
+trainer's default recipe (faces aligned by their eyes, balanced sampler, Adam 3e-3 after a
+one-epoch warm-up, cosine decay, epochs selected in the second half of the budget) plus
+``--colour grey``, 64 px, 20 epochs, under ``drop-7-plus`` (7 classes: chance and the
+majority class score 1/7 = 14.3% balanced accuracy), the class-frequency hold-out 20% of
+train by hashed id.
 
-Measured on the development machine (2 shared CPU cores, seed 0): 0.323 balanced accuracy
-on the hold-out (2.3x chance) in ~2.5 minutes of training. Natural sampling, with or without
-sqrt / inverse class weights, stays at chance on this small, skewed set. The test asserts
->= 0.25 (1.75x chance), leaving room for numerical differences between CPUs.
+The margins hold for every training seed tried (``CURATE_QUALITY_SEED`` = 0, 1, 2 on the
+development machine, 2 shared cores; ``docs/training.md`` lists the measured figures): the
+lowest of the three is given beside each margin, which leaves room for CPUs that round
+differently.
 """
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
 
-MARGIN = 0.25  # balanced accuracy on the class-frequency hold-out; chance is 1/7 = 0.143; measured 0.323
+SEED = int(os.environ.get("CURATE_QUALITY_SEED", "0"))
+#: Balanced accuracy on the class-frequency hold-out and on the balanced (validation) view;
+#: chance is 0.143. Lowest over seeds 0-2: see MEASURED.
+HOLDOUT_MARGIN = 0.35
+BALANCED_MARGIN = 0.35
+#: Valence / arousal CCC on the hold-out (issue targets 0.4 / 0.3).
+VALENCE_MARGIN = 0.4
+AROUSAL_MARGIN = 0.3
+RECIPE = {
+    "dataset": "affectnet", "policy": "drop-7-plus", "image_size": 64, "epochs": 20, "batch_size": 64,
+    "colour": "grey", "holdout_fraction": 0.2, "export_tflite": False,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -30,46 +45,46 @@ def affectnet_demo(tmp_path_factory):
     from curate.synth.affectnet import DEFAULT_SCALE, generate_affectnet
 
     root = tmp_path_factory.mktemp("quality")
-    generate_affectnet(root / "manual", layout="original", scale=DEFAULT_SCALE, seed=0)
+    generate_affectnet(root / "manual", layout="original", scale=DEFAULT_SCALE, validation_scale=0.04, seed=0)
     builder = tfds.builder("affectnet/crop224", data_dir=str(root / "tfds"))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root / "manual")))
     return root
 
 
-def test_short_run_is_well_above_chance(affectnet_demo) -> None:
+def test_short_run_learns_every_class_well_above_chance(affectnet_demo) -> None:
+    import polars as pl
+
     from train import TrainConfig, train_run
 
-    config = TrainConfig(
-        dataset="affectnet", policy="drop-7-plus", data_dir=str(affectnet_demo / "tfds"), image_size=64, epochs=30,
-        batch_size=32, learning_rate=3e-3, sampler="balanced", holdout_fraction=0.2, patience=30,
-        export_tflite=False, name="quality",
-    )  # fmt: skip
+    config = TrainConfig(data_dir=str(affectnet_demo / "tfds"), name=f"quality-s{SEED}", seed=SEED, **RECIPE)
     result = train_run(config, runs_dir=affectnet_demo / "runs", register=False, verbose=2)
-    frequency = result.metrics["class_frequency"]
+    frequency, balanced = result.metrics["class_frequency"], result.metrics["balanced"]
     print(
-        f"class-frequency hold-out: balanced accuracy {frequency['balanced_accuracy']:.3f}, accuracy "
-        f"{frequency['accuracy']:.3f}, macro F1 {frequency['macro_f1']:.3f} on {frequency['count']} images; "
-        f"balanced view {result.metrics['balanced']['balanced_accuracy']:.3f} on {result.metrics['balanced']['count']}"
+        f"seed {SEED}: class-frequency hold-out balanced accuracy {frequency['balanced_accuracy']:.3f} "
+        f"({frequency['count']} rows), balanced view {balanced['balanced_accuracy']:.3f} ({balanced['count']} rows), "
+        f"best epoch {result.metrics['training']['best_epoch']}"
     )
-    assert frequency["balanced_accuracy"] >= MARGIN
+    assert frequency["balanced_accuracy"] >= HOLDOUT_MARGIN
+    assert balanced["balanced_accuracy"] >= BALANCED_MARGIN
+    # Not one class for everything: the selected epoch is in the second half and predicts every class.
+    assert result.metrics["training"]["best_epoch"] > RECIPE["epochs"] // 2
+    predicted = pl.read_parquet(result.path / "predictions.parquet").filter(pl.col("view") == "balanced")
+    assert set(np.unique(predicted["predicted"].to_numpy())) == set(range(7))
 
 
-def test_va_head_learns_valence(affectnet_demo) -> None:
-    """Multi-task run (20 epochs): V/A CCC on the hold-out is clearly positive.
-
-    Measured (seed 0): valence RMSE 0.585 / CCC 0.222, arousal RMSE 0.351 / CCC 0.199;
-    asserted: valence and arousal CCC > 0.1."""
+def test_va_head_learns_valence_and_arousal(affectnet_demo) -> None:
     from train import TrainConfig, train_run
 
     config = TrainConfig(
-        dataset="affectnet", policy="drop-7-plus", data_dir=str(affectnet_demo / "tfds"), image_size=64, epochs=20,
-        batch_size=32, learning_rate=3e-3, sampler="balanced", holdout_fraction=0.2, va_head=True, name="quality-va",
+        data_dir=str(affectnet_demo / "tfds"), name=f"quality-va-s{SEED}", seed=SEED, va_head=True,
+        **{**RECIPE, "export_tflite": True},
     )  # fmt: skip
     result = train_run(config, runs_dir=affectnet_demo / "runs", register=False, verbose=2)
     va = result.metrics["class_frequency"]["va"]
     print(
-        f"valence rmse {va['valence']['rmse']:.3f} ccc {va['valence']['ccc']:.3f}; "
-        f"arousal rmse {va['arousal']['rmse']:.3f} ccc {va['arousal']['ccc']:.3f}"
+        f"seed {SEED}: valence rmse {va['valence']['rmse']:.3f} ccc {va['valence']['ccc']:.3f}; "
+        f"arousal rmse {va['arousal']['rmse']:.3f} ccc {va['arousal']['ccc']:.3f} ({va['count']} rows)"
     )
-    assert va["count"] > 0 and va["valence"]["ccc"] > 0.1 and va["arousal"]["ccc"] > 0.1
+    assert va["count"] > 0
+    assert va["valence"]["ccc"] >= VALENCE_MARGIN and va["arousal"]["ccc"] >= AROUSAL_MARGIN
     assert (result.path / "model_int8.tflite").exists()

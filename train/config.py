@@ -96,10 +96,10 @@ class TrainConfig:
     image_size: int = 96
     epochs: int = 10
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     weights: str = "none"
     class_weight: str = "none"
-    sampler: str = "natural"
+    sampler: str = "balanced"
     seed: int = 0
     va_head: bool = False
     va_loss_weight: float = 0.5

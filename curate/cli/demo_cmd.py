@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markdown import Markdown
 from rich.panel import Panel
 
-from curate.cli.app import app, console, fail
+from curate.cli.app import app, console, fail, print_markdown
 
 
 @app.command("demo")
@@ -32,17 +31,22 @@ def demo_command(
     settings = DemoSettings.small(out) if small else DemoSettings(out=out)
     settings = dataclasses.replace(settings, with_review=review)
     try:
-        result = run_demo(settings, echo=lambda line: console.print(line, highlight=False, markup=False))
+        result = run_demo(
+            settings, echo=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True)
+        )
     except DemoError as error:
         fail(str(error))
     console.print(Panel.fit(f"Demo output: {result['output']}", title="done"))
     for key in ("raw datasets", "tfds data_dir", "workspace"):
-        console.print(f"[bold]{key}[/]: {result[key]}")
+        console.print(f"[bold]{key}[/]: {result[key]}", soft_wrap=True)
     for report in result["reports"]:
-        console.print(f"[bold]report[/]: {report}")
+        console.print(f"[bold]report[/]: {report}", soft_wrap=True)
     for run in result["runs"]:
-        console.print(f"[bold]run[/]: {run}")
-    console.print(Markdown(str(result["comparison table"])))
+        console.print(f"[bold]run[/]: {run}", soft_wrap=True)
+    print_markdown(str(result["comparison table"]))
     if review:
-        console.print(f"[bold]open the app[/]: {result['open the app']}")
-    console.print("[bold]seconds per step[/]: " + ", ".join(f"{k} {v}" for k, v in result["seconds per step"].items()))
+        console.print(f"[bold]open the app[/]: {result['open the app']}", soft_wrap=True)
+    console.print(
+        "[bold]seconds per step[/]: " + ", ".join(f"{k} {v}" for k, v in result["seconds per step"].items()),
+        soft_wrap=True,
+    )

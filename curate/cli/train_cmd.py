@@ -107,7 +107,9 @@ def train_command(
     ] = 96,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping may end sooner).")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 64,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", help="Initial Adam rate (cosine decay).")] = 1e-3,
+    learning_rate: Annotated[
+        float, typer.Option("--learning-rate", help="Peak Adam rate (after the warm-up; cosine decay).")
+    ] = 3e-3,
     weights: Annotated[
         str,
         typer.Option(
@@ -148,8 +150,11 @@ def train_command(
         str, typer.Option("--class-weight", help="none, inverse, sqrt or effective (as `curate balance`).")
     ] = "none",
     sampler: Annotated[
-        str, typer.Option("--sampler", help="natural, or balanced (rejection sampling to equal classes).")
-    ] = "natural",
+        str,
+        typer.Option(
+            "--sampler", help="balanced (rejection sampling to equal classes; the default) or natural (as stored)."
+        ),
+    ] = "balanced",
     seed: Annotated[int, typer.Option("--seed", help="Seed of everything random in the run.")] = 0,
     seeds: Annotated[
         int,
