@@ -52,6 +52,12 @@ def test_help_lists_every_option_with_text() -> None:
         (["--dataset", "rafdb", "--weights", "/nonexistent/w.h5"], "--weights: no such file"),
         (["--dataset", "rafdb", "--policy", "drop-7-plus", "--policies", "keep-all"], "either --policy or --policies"),
         (["--dataset", "rafdb", "--oof-folds", "1"], "oof"),
+        (["--dataset", "rafdb", "--seeds", "0"], "--seeds must be at least 1, got 0"),
+        (["--dataset", "rafdb", "--epochs", "5", "--freeze-epochs", "5"], "--freeze-epochs must be 0 or fewer than"),
+        (["--dataset", "rafdb", "--model", "small_cnn", "--weights", "imagenet"], "no ImageNet weights for small_cnn"),
+        (["--dataset", "rafdb", "--weights", "imagenet", "--alpha", "0.5"], "exist for --alpha 0.75, 1.0, not 0.5"),
+        (["--dataset", "ferplus", "--align", "eyes"], "--align eyes needs 68-point landmarks"),
+        (["--dataset", "rafdb", "--colour", "sepia"], "--colour: unknown value 'sepia'"),
     ],
 )
 def test_bad_options_fail_in_one_line(args: list[str], expected: str, tmp_path) -> None:
@@ -106,6 +112,18 @@ def test_wrong_shape_weights_fail_before_anything_is_written(tmp_path) -> None:
 def test_compare_unknown_run(tmp_path) -> None:
     result = invoke("compare", "no-such-run", "--runs-dir", str(tmp_path))
     assert "no run folder 'no-such-run'" in error_line(result)
+
+
+def test_compare_refuses_mixed_datasets_and_writes_nothing(tmp_path) -> None:
+    from test_train_compare import perfect, write_run
+
+    write_run(tmp_path, "a", "drop-7-plus", 0, perfect)
+    write_run(tmp_path, "r", "drop-7-plus", 1, perfect, dataset="rafdb")
+    result = invoke("compare", "a", "r", "--runs-dir", str(tmp_path), "--out", str(tmp_path / "out" / "table"))
+    assert "runs measured under different protocols (different datasets" in error_line(result)
+    assert not (tmp_path / "out").exists()
+    table = invoke("compare", "a", "--runs-dir", str(tmp_path))
+    assert table.exit_code == 0 and "| ↳ always Happy (majority class) |" in table.output
 
 
 def test_python_dash_m_train_is_the_same_command() -> None:

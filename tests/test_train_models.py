@@ -179,3 +179,57 @@ def test_grey_models_see_luma_and_export_with_rgb_inputs() -> None:
     assert np.allclose(model.predict_on_batch(rgb), model.predict_on_batch(grey), atol=1e-3)
     with pytest.raises(TrainError, match="--colour: unknown value"):
         config(colour="sepia")
+
+
+def test_epoch_selector_looks_only_at_the_second_half_of_the_budget() -> None:
+    """A lucky early epoch (0.9 at epoch 1) is never kept; patience counts from epoch 5 of 10."""
+    import types
+
+    from train import fit
+
+    config_ = config(epochs=10, patience=2)
+    data = types.SimpleNamespace(views={"class_frequency": None}, monitor_view="class_frequency", class_names=("a",),
+                                 steps_per_epoch=1)  # fmt: skip
+    callbacks = fit.make_callbacks(config_, data, verbose=0)
+    selector = next(c for c in callbacks if type(c).__name__ == "EpochSelector")
+    model = models.build_model(config(model="small_cnn"), 2)
+    selector.set_model(model)
+    assert fit.selection_start(10) == 5 and fit.selection_start(1) == 1 and fit.selection_start(3) == 2
+    scores = [0.9, 0.1, 0.2, 0.2, 0.3, 0.4, 0.35, 0.2, 0.5, 0.6]
+    kept = None
+    for epoch, score in enumerate(scores):
+        model.stop_training = False
+        if epoch == 5:
+            kept = [w.copy() for w in model.get_weights()]
+        selector.on_epoch_end(epoch, {"val_balanced_accuracy": score})
+        if model.stop_training:
+            break
+    assert (selector.best_epoch, selector.best_score, epoch + 1) == (6, 0.4, 8)
+    assert selector.stopped and all(np.array_equal(a, b) for a, b in zip(kept, selector.best_weights, strict=True))
+
+
+def test_two_phase_fine_tuning_keeps_batchnorm_statistics_and_trains_the_backbone_last() -> None:
+    """--freeze-epochs 1 of 4: phase 1 trains the heads on a frozen backbone, phase 2 every layer
+    but batch norm -- so the kept epoch (from the second half: phase 2) has moved backbone
+    kernels and the initial batch-norm statistics."""
+    from train import data as data_module
+    from train import fit
+    from train.testing import synthetic_source
+
+    source = synthetic_source("affectnet", per_class={"train": 6, "validation": 2}, image_size=32, seed=3)
+    config_ = config(model="small_cnn", epochs=4, freeze_epochs=1, batch_size=16, holdout_fraction=0.2,
+                     export_tflite=False, patience=5)  # fmt: skip
+    prepared = data_module.prepare_data(config_, source=source, verbose=False)
+    model = models.build_model(config_, len(prepared.class_names))
+    backbone = model.get_layer("backbone")
+    statistics = {v.path: v.numpy().copy() for v in backbone.weights if "moving_" in v.path}
+    kernels = [v.numpy().copy() for v in backbone.trainable_weights if "kernel" in v.path]
+    head = model.get_layer("label").get_weights()[0].copy()
+    fitted = fit.fit_model(model, config_, prepared, verbose=0)
+    assert fitted.epochs_run == 4 and fitted.best_epoch >= 2 and backbone.trainable
+    after = {v.path: v.numpy() for v in backbone.weights if "moving_" in v.path}
+    assert statistics and after.keys() == statistics.keys()
+    assert all(np.array_equal(statistics[path], after[path]) for path in statistics)
+    moved = [v.numpy() for v in backbone.weights if "kernel" in v.path]
+    assert any(not np.array_equal(a, b) for a, b in zip(kernels, moved, strict=True))
+    assert not np.array_equal(head, model.get_layer("label").get_weights()[0])

@@ -569,6 +569,14 @@ def comparison_markdown(table: dict[str, Any]) -> str:
         "right; *balanced accuracy* is the mean recall over the classes present. Trivial rules use each policy's "
         "training class counts.",
         "",
+    ]
+    if min(len(a["seeds"]) for a in arms) < 2:
+        lines += [
+            "**One seed** (in at least one arm): its intervals cover the luck of the evaluation rows, not of the "
+            "training run (seeds differ by a few points); train with `--seeds 3` before concluding.",
+            "",
+        ]
+    lines += [
         "| arm | classes | seeds | runs | epochs run / best | protocol card | data |",
         "|---|---:|---|---|---|---|---|",
     ]
