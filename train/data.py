@@ -656,6 +656,10 @@ def prepare_data(
             raise TrainError(f"{config.dataset} has no {split!r} split (splits: {', '.join(available)})")
 
     seed = config.seed
+    # Which rows a run trains and is evaluated on depends on the data and the hold-out rule,
+    # never on --seed: the seeds of one recipe differ in their training luck only, so a
+    # comparison scores them on the same rows (balanced subsamples and caps included).
+    rows_seed = config.holdout_seed
     train_scan = scan_split(source, train_split, config)
     held = holdout_mask(train_scan.ids, config.holdout_fraction, config.holdout_seed)
     exclusions = config.exclusions()
@@ -663,7 +667,7 @@ def prepare_data(
     # --exclude: listed ids leave the training rows and the hold-out (which stays the same
     # hashed-id rule for every other row); the balanced and test views keep them.
     listed = np.isin(train_scan.ids, exclude_ids) if exclude_ids.size else np.zeros(len(train_scan.ids), dtype=bool)
-    train_rows = cap_rows(train_scan.ids, train_scan.keep & ~held & ~listed, config.max_train_examples, seed)
+    train_rows = cap_rows(train_scan.ids, train_scan.keep & ~held & ~listed, config.max_train_examples, rows_seed)
     if not train_rows.any():
         kept_names = sorted(
             {_labels.CANONICAL_NAMES[c] for c in train_scan.canonical if 0 <= c < _labels.NUM_CANONICAL}
@@ -672,7 +676,7 @@ def prepare_data(
             f"policy {policy.name!r} leaves no training rows in {config.dataset} "
             f"(labels present: {', '.join(kept_names) or 'none'}; policy classes: {', '.join(policy.classes)})"
         )
-    freq_rows = cap_rows(train_scan.ids, train_scan.keep & held & ~listed, config.max_eval_examples, seed)
+    freq_rows = cap_rows(train_scan.ids, train_scan.keep & held & ~listed, config.max_eval_examples, rows_seed)
     train_counts = np.bincount(train_scan.labels[train_rows], minlength=num_classes)
     if verbose and (train_counts == 0).any():
         missing = ", ".join(policy.classes[i] for i in np.flatnonzero(train_counts == 0))
@@ -688,13 +692,13 @@ def prepare_data(
     view_rows: dict[str, tuple[str, np.ndarray, str]] = {}
     bal_scan = scans[balanced_split]
     if config.dataset == "affectnet":
-        bal_mask = cap_rows(bal_scan.ids, bal_scan.keep, config.max_eval_examples, seed)
+        bal_mask = cap_rows(bal_scan.ids, bal_scan.keep, config.max_eval_examples, rows_seed)
         bal_text = "official validation split (policy applied)"
     else:
         present = max(1, len(np.unique(bal_scan.labels[bal_scan.keep])))
         cap = config.max_eval_examples // present if config.max_eval_examples else 0
         bal_mask = balanced_subsample(
-            bal_scan.ids, bal_scan.labels, bal_scan.keep, seed, per_class_cap=max(cap, 1) if cap else 0
+            bal_scan.ids, bal_scan.labels, bal_scan.keep, rows_seed, per_class_cap=max(cap, 1) if cap else 0
         )
         bal_text = f"class-balanced subsample of the {balanced_split} split"
     view_rows["balanced"] = (balanced_split, bal_mask, bal_text)
@@ -705,7 +709,7 @@ def prepare_data(
     )
     if test_split:
         test_scan = scans[test_split]
-        test_mask = cap_rows(test_scan.ids, test_scan.keep, config.max_eval_examples, seed)
+        test_mask = cap_rows(test_scan.ids, test_scan.keep, config.max_eval_examples, rows_seed)
         view_rows["test"] = (test_split, test_mask, f"whole {test_split} split (protocol figure; never selects)")
     for name, (split, mask, _) in view_rows.items():
         if not mask.any():
