@@ -9,9 +9,14 @@ batch 32, 20 epochs, under ``drop-7-plus`` (7 classes: chance and the majority c
 1/7 = 14.3% balanced accuracy), the class-frequency hold-out 20% of train by hashed id.
 
 The margins hold for every training seed tried (``CURATE_QUALITY_SEED`` = 0, 1, 2 on the
-development machine, 2 shared cores; ``docs/training.md`` lists the measured figures): the
-lowest of the three is given beside each margin, which leaves room for CPUs that round
-differently.
+development machine, 2 shared cores): measured, for seeds 0 / 1 / 2,
+
+* hold-out balanced accuracy 0.742 / 0.710 / 0.826 (431 rows), balanced view 0.779 /
+  0.750 / 0.807 (140 rows), epoch kept 20 / 20 / 18 of 20, every class predicted;
+* with the V/A head, valence CCC 0.730 / 0.789 / 0.874, arousal CCC 0.630 / 0.632 / 0.695.
+
+The margins sit 0.16-0.33 below the lowest of the three, room for CPUs that round
+differently; the V/A margins are the issue's targets.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("CURATE_QUALITY_SEED", "0"))
 #: Balanced accuracy on the class-frequency hold-out and on the balanced (validation) view;
-#: chance is 0.143. Lowest over seeds 0-2: see MEASURED.
-HOLDOUT_MARGIN = 0.35
-BALANCED_MARGIN = 0.35
-#: Valence / arousal CCC on the hold-out (issue targets 0.4 / 0.3).
+#: chance is 0.143; lowest over seeds 0-2: 0.710 and 0.750.
+HOLDOUT_MARGIN = 0.55
+BALANCED_MARGIN = 0.55
+#: Valence / arousal CCC on the hold-out (issue targets 0.4 / 0.3); lowest over seeds 0-2: 0.730 / 0.630.
 VALENCE_MARGIN = 0.4
 AROUSAL_MARGIN = 0.3
 RECIPE = {
