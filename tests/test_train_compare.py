@@ -179,3 +179,16 @@ def test_refuses_mixed_datasets_protocols_repeated_seeds_and_incomplete_runs(tmp
         compare.compare_runs([a])
     with pytest.raises(TrainError, match="at least one run"):
         compare.compare_runs([])
+
+
+def test_runs_from_before_the_canonical_column_skip_the_common_ground(tmp_path) -> None:
+    old = write_run(tmp_path, "old", "drop-7-plus", 0, perfect)
+    new = write_run(tmp_path, "new", "merge-to-neutral", 0, perfect)
+    table = pq.read_table(old / "predictions.parquet")
+    pq.write_table(table.drop(["canonical"]), old / "predictions.parquet")
+    compared = compare.compare_runs([old, new], replicates=200)
+    assert compared["common_ground"]["views"] == [] and "no canonical column" in compared["common_ground"]["note"]
+    assert len(compared["views"]) == 1  # each policy's own view is still scored
+    assert "Common ground: none (some runs' predictions.parquet has no canonical column" in compare.comparison_markdown(
+        compared
+    )

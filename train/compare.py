@@ -76,7 +76,9 @@ def _predictions(run: dict[str, Any]) -> Any:
     path = run["path"] / "predictions.parquet"
     if not path.is_file():
         raise TrainError(f"compare: run {run['config'].get('name', run['path'].name)} has no predictions.parquet")
-    return pl.read_parquet(path)
+    wanted = ("id", "view", "label", "canonical", "predicted")  # not the probability lists
+    present = pl.read_parquet_schema(path)
+    return pl.read_parquet(path, columns=[c for c in wanted if c in present])
 
 
 # --------------------------------------------------------------------------------------
