@@ -58,7 +58,7 @@ PROTOCOL_FIELDS = ("dataset", "holdout_fraction", "holdout_seed", "max_eval_exam
 #: Options that make two runs different arms (a run's seed and name do not).
 RECIPE_FIELDS = (
     "policy_name", "vote_mode", "model", "alpha", "image_size", "align", "colour", "epochs", "freeze_epochs", "batch_size",
-    "learning_rate", "warmup_epochs", "weight_decay", "weights", "class_weight", "sampler", "augment", "dropout",
+    "learning_rate", "warmup_epochs", "ema", "weights", "class_weight", "sampler", "augment", "dropout",
     "va_head", "monitor_view", "max_train_examples",
 )  # fmt: skip
 VIEW_ORDER = ("balanced", "class_frequency", "test")

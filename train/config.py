@@ -125,6 +125,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     align: str = "auto"
     colour: str = "rgb"
+    ema: float = 0.99
 
     def __post_init__(self) -> None:
         if self.policy is None and self.dataset in DEFAULT_POLICY:
@@ -172,6 +173,8 @@ class TrainConfig:
             raise TrainError(
                 f"--freeze-epochs must be 0 or fewer than --epochs ({self.epochs}), got {self.freeze_epochs}"
             )
+        if not (self.ema == 0 or 0.0 < self.ema < 1.0):
+            raise TrainError(f"--ema must be 0 (off) or in (0, 1), got {self.ema}")
         if self.warmup_epochs < 0:
             raise TrainError(f"--warmup-epochs must be 0 or positive, got {self.warmup_epochs}")
         if self.oof_folds != 0 and self.oof_folds < 2:

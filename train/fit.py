@@ -13,6 +13,9 @@ stream with the run's callbacks and leaves the weights of the selected epoch in 
   jump around; a selection hold-out of a hundred rows has a standard error of several
   points, so an early lucky epoch used to win, and patience used to run out before the model
   left chance. The best weights are kept in memory and restored at the end.
+* **Weight averaging** (``--ema``, default 0.99): the optimizer keeps an exponential moving
+  average of the weights; at each epoch's end it is swapped in, so the monitored view scores
+  it and the epoch selector keeps it.
 * **Two phases** (``--freeze-epochs N``): the first N epochs train the heads with the
   backbone frozen (its batch norm in inference mode) at ``--learning-rate``; then every layer
   but batch norm trains at ``--learning-rate`` x :data:`FINE_TUNE_RATE_FACTOR`, with its own
@@ -147,6 +150,10 @@ def make_callbacks(
                 self.model.stop_training = True
 
     callbacks = [EpochTimer(), ViewMonitor(), EpochSelector()]
+    if config.ema:
+        # First, so the view monitor and the selector see (and keep) the averaged weights; the
+        # raw ones are swapped back at the next epoch's start.
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if verbose:
         callbacks.append(EpochSummary())
     return callbacks

@@ -295,7 +295,8 @@ def compile_model(
     learning_rate: float | None = None,
 ) -> None:
     """Adam with warm-up and cosine decay (:func:`learning_rate_schedule`; ``epochs`` and
-    ``learning_rate`` default to the config's, a phase of ``--freeze-epochs`` gives its own);
+    ``learning_rate`` default to the config's, a phase of ``--freeze-epochs`` gives its own)
+    and, with ``config.ema``, a moving average of the weights;
     cross-entropy on logits (sparse for hard targets); masked MSE for V/A (the pipeline's
     sample weight ``va_mask`` zeroes rows without V/A)."""
     import keras
@@ -306,7 +307,10 @@ def compile_model(
         epochs=config.epochs if epochs is None else epochs,
         warmup_epochs=config.warmup_epochs,
     )
-    optimizer = keras.optimizers.Adam(schedule)
+    # An exponential moving average of the weights (``--ema``), evaluated and kept instead of
+    # the raw weights (train.fit swaps it in at each epoch's end): it smooths the
+    # epoch-to-epoch jumps that made the kept epoch, and the seeds, differ by several points.
+    optimizer = keras.optimizers.Adam(schedule, use_ema=config.ema > 0, ema_momentum=config.ema or 0.99)
     if target_kind == "soft":
         label_loss: Any = keras.losses.CategoricalCrossentropy(from_logits=True)
         accuracy: Any = keras.metrics.CategoricalAccuracy(name="accuracy")

@@ -143,6 +143,13 @@ def train_command(
             "all layers but batch norm at a tenth of --learning-rate (use with pretrained --weights).",
         ),
     ] = 0,
+    ema: Annotated[
+        float,
+        typer.Option(
+            "--ema",
+            help="Momentum of the moving average of the weights that is evaluated and kept (0 = the raw weights).",
+        ),
+    ] = 0.99,
     warmup_epochs: Annotated[
         float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up before the cosine decay.")
     ] = 1.0,
@@ -276,6 +283,7 @@ def train_command(
             colour=colour,
             freeze_epochs=freeze_epochs,
             warmup_epochs=warmup_epochs,
+            ema=ema,
             class_weight=class_weight,
             sampler=sampler,
             seed=seed,
