@@ -4,18 +4,18 @@ Synthetic AffectNet at the demo's scale (0.008: ~3,300 training images, original
 validation at 0.04: 20 images per label), built as TFDS ``affectnet/crop224``.
 MobileNetV3Small from random initialisation with the trainer's default recipe (faces
 aligned by their eyes, balanced sampler, Adam 3e-3 after a one-epoch warm-up, cosine decay,
-epochs selected in the second half of the budget) plus the demo's ``--colour grey``, 64 px,
+a moving average of the weights (EMA 0.99), epochs selected in the second half of the budget) plus the demo's ``--colour grey``, 64 px,
 batch 32, 20 epochs, under ``drop-7-plus`` (7 classes: chance and the majority class score
 1/7 = 14.3% balanced accuracy), the class-frequency hold-out 20% of train by hashed id.
 
 The margins hold for every training seed tried (``CURATE_QUALITY_SEED`` = 0, 1, 2 on the
 development machine, 2 shared cores): measured, for seeds 0 / 1 / 2,
 
-* hold-out balanced accuracy 0.742 / 0.710 / 0.826 (431 rows), balanced view 0.779 /
-  0.750 / 0.807 (140 rows), epoch kept 20 / 20 / 18 of 20, every class predicted;
-* with the V/A head, valence CCC 0.730 / 0.789 / 0.874, arousal CCC 0.630 / 0.632 / 0.695.
+* hold-out balanced accuracy 0.712 / 0.737 / 0.787 (431 rows), balanced view 0.714 /
+  0.764 / 0.829 (140 rows), epoch kept 20 / 20 / 20 of 20, every class predicted;
+* with the V/A head, valence CCC 0.664 / 0.757 / 0.837, arousal CCC 0.657 / 0.671 / 0.669.
 
-The margins sit 0.16-0.33 below the lowest of the three, room for CPUs that round
+The margins sit 0.16-0.36 below the lowest of the three, room for CPUs that round
 differently; the V/A margins are the issue's targets.
 """
 
@@ -30,10 +30,10 @@ pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("CURATE_QUALITY_SEED", "0"))
 #: Balanced accuracy on the class-frequency hold-out and on the balanced (validation) view;
-#: chance is 0.143; lowest over seeds 0-2: 0.710 and 0.750.
+#: chance is 0.143; lowest over seeds 0-2: 0.712 and 0.714.
 HOLDOUT_MARGIN = 0.55
 BALANCED_MARGIN = 0.55
-#: Valence / arousal CCC on the hold-out (issue targets 0.4 / 0.3); lowest over seeds 0-2: 0.730 / 0.630.
+#: Valence / arousal CCC on the hold-out (issue targets 0.4 / 0.3); lowest over seeds 0-2: 0.664 / 0.657.
 VALENCE_MARGIN = 0.4
 AROUSAL_MARGIN = 0.3
 RECIPE = {
