@@ -2,7 +2,9 @@
 
 Every step is the real command a user would type (``curate synth``, ``tfds build``,
 ``curate ingest``, ``curate study remap``, ``curate train``, ``curate review load``), run
-as a subprocess so its output streams to the console. Everything goes under one folder
+as a subprocess so its output streams to the console; two run at once where their inputs
+allow (``DemoSettings.jobs``), and a step's lines are never interleaved with another's.
+Everything goes under one folder
 (default ``demo_output/``). A step is skipped when its stamp file records the same command
 and the same upstream stamps, so a second run reuses what is up to date; delete the folder
 (or ``make clean``) to start over.
@@ -17,8 +19,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from curate import __version__
@@ -63,6 +67,8 @@ class DemoSettings:
     holdout_fraction: float = 0.2
     seed: int = 0
     with_review: bool = True
+    #: Steps run at once (two cores: one worker synthesises and builds while the other trains).
+    jobs: int = 2
 
     @classmethod
     def small(cls, out: Path) -> DemoSettings:
@@ -91,6 +97,10 @@ class Step:
     command: list[str]
     outputs: list[Path]
     after: Sequence[str] = ()
+    #: Steps that open the workspace's DuckDB file (ingest, studies, training, review) run one
+    #: at a time: DuckDB lets one process write a database file. Synthesis and `tfds build`
+    #: write only their own folders, so they run beside them.
+    workspace: bool = True
 
 
 class DemoError(RuntimeError):
@@ -122,31 +132,41 @@ def plan(settings: DemoSettings) -> list[Step]:
         if settings.votes_file
         else ["--scale", str(settings.ferplus_scale), *noise]
     )
+    # Listed in the order they start: the chain to the training run (the longest step) first, so
+    # the second worker synthesises and builds FERPlus, RAF-DB and the cropped release meanwhile.
     steps = [
         Step("synth affectnet", [*curate, "synth", "affectnet", "--out", str(raw / "affectnet"),
                                  "--scale", str(settings.affectnet_scale),
                                  "--validation-scale", str(settings.affectnet_validation_scale), *noise, *seed],
-             [raw / "affectnet"]),
+             [raw / "affectnet"], workspace=False),
+        Step("synth ferplus", [*curate, "synth", "ferplus", "--out", str(raw / "ferplus"), *ferplus_source, *seed],
+             [raw / "ferplus"], workspace=False),
+        Step("tfds build affectnet", [*tfds, str(tfds_dir), "affectnet", "--config", "crop224",
+                                      "--manual_dir", str(raw / "affectnet")], [tfds_dir / "affectnet"],
+             after=["synth affectnet"], workspace=False),
+        Step("ingest affectnet", [*curate, "ingest", "affectnet", "--manual-dir", str(raw / "affectnet")], [],
+             after=["synth affectnet"]),
+        Step("train affectnet baselines", [*curate, "train", "--dataset", "affectnet", "--data-dir", str(tfds_dir),
+                                           "--policies", ",".join(DEMO_POLICIES), "--seeds", str(settings.seeds),
+                                           "--epochs", str(settings.epochs), "--image-size", str(settings.image_size),
+                                           "--batch-size", str(settings.batch_size), "--colour", settings.colour,
+                                           "--holdout-fraction", str(settings.holdout_fraction), "--no-progress",
+                                           *seed, "--name", "demo", "--overwrite"],
+             [runs / name / "COMPLETE" for name in settings.run_names()],
+             after=["tfds build affectnet", "ingest affectnet"]),
         Step("synth affectnet (cropped)", [*curate, "synth", "affectnet", "--layout", "cropped",
                                            "--out", str(raw / "affectnet_cropped"),
                                            "--scale", str(settings.affectnet_scale), *seed],
-             [raw / "affectnet_cropped"]),
-        Step("synth ferplus", [*curate, "synth", "ferplus", "--out", str(raw / "ferplus"), *ferplus_source, *seed],
-             [raw / "ferplus"]),
+             [raw / "affectnet_cropped"], workspace=False),
         Step("synth rafdb", [*curate, "synth", "rafdb", "--out", str(raw / "rafdb"),
-                             "--scale", str(settings.rafdb_scale), *noise, *seed], [raw / "rafdb"]),
-        Step("tfds build affectnet", [*tfds, str(tfds_dir), "affectnet", "--config", "crop224",
-                                      "--manual_dir", str(raw / "affectnet")], [tfds_dir / "affectnet"],
-             after=["synth affectnet"]),
+                             "--scale", str(settings.rafdb_scale), *noise, *seed], [raw / "rafdb"], workspace=False),
+        Step("tfds build ferplus", [*tfds, str(tfds_dir), "ferplus", "--manual_dir", str(raw / "ferplus")],
+             [tfds_dir / "ferplus"], after=["synth ferplus"], workspace=False),
         Step("tfds build affectnet (cropped release)", [*tfds, str(out / "tfds_cropped"), "affectnet", "--config",
                                                         "crop224", "--manual_dir", str(raw / "affectnet_cropped")],
-             [out / "tfds_cropped" / "affectnet"], after=["synth affectnet (cropped)"]),
-        Step("tfds build ferplus", [*tfds, str(tfds_dir), "ferplus", "--manual_dir", str(raw / "ferplus")],
-             [tfds_dir / "ferplus"], after=["synth ferplus"]),
+             [out / "tfds_cropped" / "affectnet"], after=["synth affectnet (cropped)"], workspace=False),
         Step("tfds build rafdb", [*tfds, str(tfds_dir), "rafdb", "--manual_dir", str(raw / "rafdb")],
-             [tfds_dir / "rafdb"], after=["synth rafdb"]),
-        Step("ingest affectnet", [*curate, "ingest", "affectnet", "--manual-dir", str(raw / "affectnet")], [],
-             after=["synth affectnet"]),
+             [tfds_dir / "rafdb"], after=["synth rafdb"], workspace=False),
         Step("ingest ferplus", [*curate, "ingest", "ferplus", "--manual-dir", str(raw / "ferplus")], [],
              after=["synth ferplus"]),
         Step("ingest rafdb", [*curate, "ingest", "rafdb", "--manual-dir", str(raw / "rafdb")], [],
@@ -160,17 +180,11 @@ def plan(settings: DemoSettings) -> list[Step]:
         Step("study remap all", [*curate, "study", "remap", "--dataset", "all", *fraction,
                                  "--out", str(out / "reports" / "all")],
              [out / "reports" / "all" / "report.md"], after=["ingest affectnet", "ingest ferplus", "ingest rafdb"]),
-        Step("train affectnet baselines", [*curate, "train", "--dataset", "affectnet", "--data-dir", str(tfds_dir),
-                                           "--policies", ",".join(DEMO_POLICIES), "--seeds", str(settings.seeds),
-                                           "--epochs", str(settings.epochs), "--image-size", str(settings.image_size),
-                                           "--batch-size", str(settings.batch_size), "--colour", settings.colour,
-                                           "--holdout-fraction", str(settings.holdout_fraction), "--no-progress",
-                                           *seed, "--name", "demo", "--overwrite"],
-             [runs / name / "COMPLETE" for name in settings.run_names()],
-             after=["tfds build affectnet", "ingest affectnet"]),
+        # The same report, now with the registered runs: it must come after the first.
         Step("study remap affectnet (with runs)", [*curate, "study", "remap", "--dataset", "affectnet", *fraction,
                                                    "--out", str(out / "reports" / "affectnet")],
-             [out / "reports" / "affectnet" / "report.md"], after=["train affectnet baselines"]),
+             [out / "reports" / "affectnet" / "report.md"],
+             after=["train affectnet baselines", "study remap affectnet"]),
     ]
     if settings.with_review:
         steps.append(
@@ -200,44 +214,117 @@ def environment(settings: DemoSettings) -> dict[str, str]:
     }
 
 
+class _Console:
+    """Output of steps that run at once, never interleaved: the step that started first streams
+    its lines as they come; the others' lines wait and follow, each step's in one block."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self._echo = echo
+        self._lock = threading.Lock()
+        self._queue: list[dict[str, object]] = []
+
+    def start(self, header: str) -> dict[str, object]:
+        entry: dict[str, object] = {"lines": [header], "done": False}
+        with self._lock:
+            self._queue.append(entry)
+            self._flush()
+        return entry
+
+    def write(self, entry: dict[str, object], line: str) -> None:
+        with self._lock:
+            entry["lines"].append(line)  # type: ignore[union-attr]
+            self._flush()
+
+    def finish(self, entry: dict[str, object]) -> None:
+        with self._lock:
+            entry["done"] = True
+            self._flush()
+
+    def _flush(self) -> None:
+        while self._queue:
+            head = self._queue[0]
+            lines: list[str] = head["lines"]  # type: ignore[assignment]
+            for line in lines:
+                self._echo(line)
+            lines.clear()
+            if not head["done"]:
+                return
+            self._queue.pop(0)
+
+
+def _run_step(step: Step, header: str, env: dict[str, str], cwd: Path, log_path: Path, console: _Console) -> int:
+    entry = console.start(header)
+    try:
+        with log_path.open("w") as log:
+            process = subprocess.Popen(step.command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                if line.strip() and not line.startswith(("I0000", "W0000", "E0000", "WARNING: All log")):
+                    console.write(entry, "    " + line.rstrip())
+            return process.wait()
+    finally:
+        console.finish(entry)
+
+
 def run_demo(settings: DemoSettings, *, echo: Callable[[str], None] = print) -> dict[str, object]:
-    """Run (or reuse) every step; returns the summary that ``curate demo`` prints."""
+    """Run (or reuse) every step, up to ``settings.jobs`` at once in the order of ``plan`` as
+    their upstream steps finish; returns the summary that ``curate demo`` prints."""
     out = settings.out.resolve()
     stamps_dir = out / ".stamps"
     stamps_dir.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     env = environment(settings)
+    console = _Console(echo)
+    steps = plan(settings)
     stamps: dict[str, str] = {}
     timings: dict[str, float] = {}
-    steps = plan(settings)
-    for index, step in enumerate(steps, 1):
-        key = _key(step, stamps)
-        stamp = stamps_dir / (step.name.replace(" ", "_").replace("(", "").replace(")", "") + ".json")
-        done = stamp.is_file() and json.loads(stamp.read_text()).get("key") == key
-        if done and all(path.exists() for path in step.outputs):
-            echo(f"[{index}/{len(steps)}] {step.name}: up to date")
-            stamps[step.name] = key
-            continue
-        for path in step.outputs:  # a step's outputs are rebuilt whole
-            if path.is_dir():
-                shutil.rmtree(path)
-        echo(f"[{index}/{len(steps)}] {step.name}: {' '.join(Path(step.command[0]).name if i == 0 else a for i, a in enumerate(step.command))}")
-        log_path = logs / stamp.with_suffix(".log").name
-        start = time.perf_counter()
-        with log_path.open("w") as log:
-            process = subprocess.Popen(step.command, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            assert process.stdout is not None
-            for line in process.stdout:
-                log.write(line)
-                if line.strip() and not line.startswith(("I0000", "W0000", "E0000", "WARNING: All log")):
-                    echo("    " + line.rstrip())
-            code = process.wait()
-        timings[step.name] = time.perf_counter() - start
-        if code != 0:
-            raise DemoError(f"step '{step.name}' failed (exit {code}); full log: {log_path}")
-        stamp.write_text(json.dumps({"key": key, "seconds": round(timings[step.name], 1)}))
-        stamps[step.name] = key
+    pending = list(enumerate(steps, 1))
+    running: dict[Future[int], tuple[Step, str, Path, float]] = {}
+    failures: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
+        while (pending and not failures) or running:
+            workspace_busy = any(step.workspace for step, *_ in running.values())
+            for item in list(pending if not failures else []):
+                index, step = item
+                if len(running) >= max(1, settings.jobs):
+                    break
+                if any(name not in stamps for name in step.after) or (step.workspace and workspace_busy):
+                    continue
+                pending.remove(item)
+                key = _key(step, stamps)
+                stamp = stamps_dir / (step.name.replace(" ", "_").replace("(", "").replace(")", "") + ".json")
+                done = stamp.is_file() and json.loads(stamp.read_text()).get("key") == key
+                if done and all(path.exists() for path in step.outputs):
+                    console.finish(console.start(f"[{index}/{len(steps)}] {step.name}: up to date"))
+                    stamps[step.name] = key
+                    continue
+                for path in step.outputs:  # a step's outputs are rebuilt whole
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                command = " ".join(Path(step.command[0]).name if i == 0 else a for i, a in enumerate(step.command))
+                log_path = logs / stamp.with_suffix(".log").name
+                future = pool.submit(_run_step, step, f"[{index}/{len(steps)}] {step.name}: {command}", env, out,
+                                     log_path, console)  # fmt: skip
+                running[future] = (step, key, stamp, time.perf_counter())
+                workspace_busy = workspace_busy or step.workspace
+            if not running:
+                if pending and not failures:  # cannot happen with a plan in dependency order
+                    raise DemoError(f"no step can start: {', '.join(step.name for _, step in pending)}")
+                continue
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                step, key, stamp, start = running.pop(future)
+                timings[step.name] = time.perf_counter() - start
+                code = future.result()
+                if code != 0:
+                    failures.append(f"step '{step.name}' failed (exit {code}); full log: {logs / stamp.with_suffix('.log').name}")
+                    continue
+                stamp.write_text(json.dumps({"key": key, "seconds": round(timings[step.name], 1)}))
+                stamps[step.name] = key
+    if failures:
+        raise DemoError("; ".join(failures))
     return summary(settings, timings)
 
 
