@@ -268,27 +268,36 @@ def _run_step(step: Step, header: str, env: dict[str, str], cwd: Path, log_path:
 
 
 def run_demo(settings: DemoSettings, *, echo: Callable[[str], None] = print) -> dict[str, object]:
-    """Run (or reuse) every step, up to ``settings.jobs`` at once in the order of ``plan`` as
-    their upstream steps finish; returns the summary that ``curate demo`` prints."""
+    """Run (or reuse) every step of ``plan``; returns the summary that ``curate demo`` prints."""
+    started = time.perf_counter()
     out = settings.out.resolve()
+    timings = run_steps(plan(settings), out, environment(settings), jobs=settings.jobs, echo=echo)
+    return summary(settings, timings, time.perf_counter() - started)
+
+
+def run_steps(
+    steps: Sequence[Step], out: Path, env: dict[str, str], *, jobs: int = 2, echo: Callable[[str], None] = print
+) -> dict[str, float]:
+    """Run (or reuse) ``steps`` in ``out``, up to ``jobs`` at once, each as soon as its upstream
+    steps are done (in list order among those ready; workspace steps one at a time). Returns
+    the seconds of each step run; raises ``DemoError`` after the running steps end when one fails."""
     stamps_dir = out / ".stamps"
     stamps_dir.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    env = environment(settings)
     console = _Console(echo)
-    steps = plan(settings)
     stamps: dict[str, str] = {}
     timings: dict[str, float] = {}
     pending = list(enumerate(steps, 1))
     running: dict[Future[int], tuple[Step, str, Path, float]] = {}
     failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while (pending and not failures) or running:
+            progressed = False
             workspace_busy = any(step.workspace for step, *_ in running.values())
             for item in list(pending if not failures else []):
                 index, step = item
-                if len(running) >= max(1, settings.jobs):
+                if len(running) >= max(1, jobs):
                     break
                 if any(name not in stamps for name in step.after) or (step.workspace and workspace_busy):
                     continue
@@ -299,6 +308,7 @@ def run_demo(settings: DemoSettings, *, echo: Callable[[str], None] = print) -> 
                 if done and all(path.exists() for path in step.outputs):
                     console.finish(console.start(f"[{index}/{len(steps)}] {step.name}: up to date"))
                     stamps[step.name] = key
+                    progressed = True
                     continue
                 for path in step.outputs:  # a step's outputs are rebuilt whole
                     if path.is_dir():
@@ -310,7 +320,7 @@ def run_demo(settings: DemoSettings, *, echo: Callable[[str], None] = print) -> 
                 running[future] = (step, key, stamp, time.perf_counter())
                 workspace_busy = workspace_busy or step.workspace
             if not running:
-                if pending and not failures:  # cannot happen with a plan in dependency order
+                if pending and not failures and not progressed:  # an upstream step that is not in `steps`
                     raise DemoError(f"no step can start: {', '.join(step.name for _, step in pending)}")
                 continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -325,10 +335,10 @@ def run_demo(settings: DemoSettings, *, echo: Callable[[str], None] = print) -> 
                 stamps[step.name] = key
     if failures:
         raise DemoError("; ".join(failures))
-    return summary(settings, timings)
+    return timings
 
 
-def summary(settings: DemoSettings, timings: dict[str, float]) -> dict[str, object]:
+def summary(settings: DemoSettings, timings: dict[str, float], wall_seconds: float) -> dict[str, object]:
     out = settings.out.resolve()
     runs = out / "workspace" / "runs"
     comparison = runs / "comparisons" / "demo.md"
@@ -344,5 +354,6 @@ def summary(settings: DemoSettings, timings: dict[str, float]) -> dict[str, obje
             f"CURATE_WORKSPACE={out / 'workspace'} FIFTYONE_DATABASE_DIR={out / 'fiftyone-db'} "
             "curate review app --name demo-affectnet --port 5151"
         ),
-        "seconds per step": {name: round(seconds, 1) for name, seconds in timings.items()},
+        "wall seconds": round(wall_seconds, 1),
+        "seconds per step": {step.name: round(timings[step.name], 1) for step in plan(settings) if step.name in timings},
     }

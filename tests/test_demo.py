@@ -54,3 +54,70 @@ def test_small_demo_end_to_end_and_reuse(tmp_path):
     assert second.returncode == 0, second.stdout[-3000:]
     steps = plan(DemoSettings.small(out))
     assert second.stdout.count("up to date") == len(steps), second.stdout
+
+
+def _script(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def _wait_for(path: str) -> str:
+    """Python source that waits (at most 30 s) for a file, else exits 3."""
+    return (
+        "import pathlib, sys, time\n"
+        f"p = pathlib.Path({path!r})\n"
+        "for _ in range(300):\n"
+        "    if p.exists(): break\n"
+        "    time.sleep(0.1)\n"
+        "else: sys.exit(3)\n"
+    )
+
+
+def test_steps_run_two_at_once_and_print_whole(tmp_path):
+    from curate.demo import Step, run_steps
+
+    a_started, b_started = str(tmp_path / "a-started"), str(tmp_path / "b-started")
+    # Each of a and b waits for the other to have started: they finish only when run side by side.
+    a = Step("a", _script(f"import pathlib; pathlib.Path({a_started!r}).touch()\n" + _wait_for(b_started)
+                          + "import time\nfor i in range(3): print('a', i, flush=True); time.sleep(0.05)"),
+             [], workspace=False)  # fmt: skip
+    b = Step("b", _script(f"import pathlib; pathlib.Path({b_started!r}).touch()\n" + _wait_for(a_started)
+                          + "import time\nfor i in range(3): print('b', i, flush=True); time.sleep(0.05)"),
+             [], workspace=False)  # fmt: skip
+    c = Step("c", _script("print('c after a and b')"), [], after=["a", "b"])
+    lines: list[str] = []
+    timings = run_steps([a, b, c], tmp_path, dict(os.environ), jobs=2, echo=lines.append)
+    assert set(timings) == {"a", "b", "c"}
+    text = [line.strip() for line in lines]
+    # a started first: its header and lines come first, then b's whole block, then c.
+    assert text[0].startswith("[1/3] a:") and text[1:4] == ["a 0", "a 1", "a 2"], text
+    assert text[4].startswith("[2/3] b:") and text[5:8] == ["b 0", "b 1", "b 2"], text
+    assert text[8].startswith("[3/3] c:") and text[9] == "c after a and b", text
+
+
+def test_workspace_steps_run_one_at_a_time(tmp_path):
+    from curate.demo import Step, run_steps
+
+    busy = str(tmp_path / "workspace-busy")
+    # Each holds a marker for a while and fails if it finds the other's: never side by side.
+    hold = (
+        "import pathlib, sys, time\n"
+        f"p = pathlib.Path({busy!r})\n"
+        "if p.exists(): sys.exit(4)\n"
+        "p.touch(); time.sleep(0.5); p.unlink()\n"
+    )
+    steps = [Step(name, _script(hold), []) for name in ("ingest", "study")]
+    run_steps(steps, tmp_path, dict(os.environ), jobs=2, echo=lambda line: None)
+
+
+def test_a_failed_step_stops_what_depends_on_it(tmp_path):
+    from curate.demo import DemoError, Step, run_steps
+
+    steps = [
+        Step("broken", _script("import sys; print('bad input'); sys.exit(2)"), [], workspace=False),
+        Step("independent", _script(f"open({str(tmp_path / 'ran')!r}, 'w')"), [], workspace=False),
+        Step("downstream", _script(f"open({str(tmp_path / 'downstream')!r}, 'w')"), [], after=["broken"]),
+    ]
+    with pytest.raises(DemoError, match=r"step 'broken' failed \(exit 2\); full log: .*broken\.log"):
+        run_steps(steps, tmp_path, dict(os.environ), jobs=2, echo=lambda line: None)
+    assert (tmp_path / "ran").exists() and not (tmp_path / "downstream").exists()
+    assert "bad input" in (tmp_path / "logs" / "broken.log").read_text()

@@ -46,6 +46,7 @@ def demo_command(
     print_markdown(str(result["comparison table"]))
     if review:
         console.print(f"[bold]open the app[/]: {result['open the app']}", soft_wrap=True)
+    console.print(f"[bold]wall time[/]: {result['wall seconds']} s (steps overlap)", soft_wrap=True)
     console.print(
         "[bold]seconds per step[/]: " + ", ".join(f"{k} {v}" for k, v in result["seconds per step"].items()),
         soft_wrap=True,
