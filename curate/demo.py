@@ -281,7 +281,8 @@ def run_steps(
 ) -> dict[str, float]:
     """Run (or reuse) ``steps`` in ``out``, up to ``jobs`` at once, each as soon as its upstream
     steps are done (in list order among those ready; workspace steps one at a time). Returns
-    the seconds of each step run; raises ``DemoError`` after the running steps end when one fails."""
+    the seconds of each step run, in the order of ``steps``; raises ``DemoError`` after the
+    running steps end when one fails."""
     stamps_dir = out / ".stamps"
     stamps_dir.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
@@ -336,7 +337,7 @@ def run_steps(
                 stamps[step.name] = key
     if failures:
         raise DemoError("; ".join(failures))
-    return timings
+    return {step.name: timings[step.name] for step in steps if step.name in timings}  # in plan order
 
 
 def summary(settings: DemoSettings, timings: dict[str, float], wall_seconds: float) -> dict[str, object]:
@@ -356,5 +357,5 @@ def summary(settings: DemoSettings, timings: dict[str, float], wall_seconds: flo
             "curate review app --name demo-affectnet --port 5151"
         ),
         "wall seconds": round(wall_seconds, 1),
-        "seconds per step": {step.name: round(timings[step.name], 1) for step in plan(settings) if step.name in timings},
+        "seconds per step": {name: round(seconds, 1) for name, seconds in timings.items()},
     }

@@ -4,9 +4,10 @@ Synthetic AffectNet at the demo's scale (0.008: ~3,300 training images, original
 validation at 0.04: 20 images per label), built as TFDS ``affectnet/crop224``.
 MobileNetV3Small from random initialisation with the trainer's default recipe (faces
 aligned by their eyes, balanced sampler, Adam 3e-3 after a one-epoch warm-up, cosine decay,
-a moving average of the weights (EMA 0.99), epochs selected in the second half of the budget) plus the demo's ``--colour grey``, 64 px,
-batch 32, 20 epochs, under ``drop-7-plus`` (7 classes: chance and the majority class score
-1/7 = 14.3% balanced accuracy), the class-frequency hold-out 20% of train by hashed id.
+a moving average of the weights (EMA 0.99), epochs selected in the second half of the
+budget) plus the demo's ``--colour grey``, 64 px, batch 32, 20 epochs, under
+``drop-7-plus`` (7 classes: chance and the majority class score 1/7 = 14.3% balanced
+accuracy), the class-frequency hold-out 20% of train by hashed id.
 
 The margins hold for every training seed tried (``CURATE_QUALITY_SEED`` = 0, 1, 2 on the
 development machine, 2 shared cores): measured, for seeds 0 / 1 / 2,
