@@ -102,6 +102,9 @@ class Step:
     #: at a time: DuckDB lets one process write a database file. Synthesis and `tfds build`
     #: write only their own folders, so they run beside them.
     workspace: bool = True
+    #: Steps off the chain to the training run (the longest) run at a lower CPU priority
+    #: (nice 10): they fill the cores the trainer leaves idle instead of slowing it down.
+    background: bool = False
 
 
 class DemoError(RuntimeError):
@@ -141,7 +144,7 @@ def plan(settings: DemoSettings) -> list[Step]:
                                  "--validation-scale", str(settings.affectnet_validation_scale), *noise, *seed],
              [raw / "affectnet"], workspace=False),
         Step("synth ferplus", [*curate, "synth", "ferplus", "--out", str(raw / "ferplus"), *ferplus_source, *seed],
-             [raw / "ferplus"], workspace=False),
+             [raw / "ferplus"], workspace=False, background=True),
         Step("tfds build affectnet", [*tfds, str(tfds_dir), "affectnet", "--config", "crop224",
                                       "--manual_dir", str(raw / "affectnet")], [tfds_dir / "affectnet"],
              after=["synth affectnet"], workspace=False),
@@ -154,33 +157,37 @@ def plan(settings: DemoSettings) -> list[Step]:
                                            "--holdout-fraction", str(settings.holdout_fraction), "--no-progress",
                                            *seed, "--name", "demo", "--overwrite"],
              [runs / name / "COMPLETE" for name in settings.run_names()],
-             after=["tfds build affectnet", "ingest affectnet"]),
+             # The trainer opens the database only to register its runs (waiting out a writer,
+             # see CURATE_WORKSPACE_TIMEOUT), so ingests and studies run beside it.
+             after=["tfds build affectnet", "ingest affectnet"], workspace=False),
         Step("synth affectnet (cropped)", [*curate, "synth", "affectnet", "--layout", "cropped",
                                            "--out", str(raw / "affectnet_cropped"),
                                            "--scale", str(settings.affectnet_scale), *seed],
-             [raw / "affectnet_cropped"], workspace=False),
+             [raw / "affectnet_cropped"], workspace=False, background=True),
         Step("synth rafdb", [*curate, "synth", "rafdb", "--out", str(raw / "rafdb"),
-                             "--scale", str(settings.rafdb_scale), *noise, *seed], [raw / "rafdb"], workspace=False),
+                             "--scale", str(settings.rafdb_scale), *noise, *seed], [raw / "rafdb"], workspace=False, background=True),
         Step("tfds build ferplus", [*tfds, str(tfds_dir), "ferplus", "--manual_dir", str(raw / "ferplus")],
-             [tfds_dir / "ferplus"], after=["synth ferplus"], workspace=False),
+             [tfds_dir / "ferplus"], after=["synth ferplus"], workspace=False, background=True),
         Step("tfds build affectnet (cropped release)", [*tfds, str(out / "tfds_cropped"), "affectnet", "--config",
                                                         "crop224", "--manual_dir", str(raw / "affectnet_cropped")],
-             [out / "tfds_cropped" / "affectnet"], after=["synth affectnet (cropped)"], workspace=False),
+             [out / "tfds_cropped" / "affectnet"], after=["synth affectnet (cropped)"], workspace=False,
+             background=True),
         Step("tfds build rafdb", [*tfds, str(tfds_dir), "rafdb", "--manual_dir", str(raw / "rafdb")],
-             [tfds_dir / "rafdb"], after=["synth rafdb"], workspace=False),
+             [tfds_dir / "rafdb"], after=["synth rafdb"], workspace=False, background=True),
         Step("ingest ferplus", [*curate, "ingest", "ferplus", "--manual-dir", str(raw / "ferplus")], [],
-             after=["synth ferplus"]),
+             after=["synth ferplus"], background=True),
         Step("ingest rafdb", [*curate, "ingest", "rafdb", "--manual-dir", str(raw / "rafdb")], [],
-             after=["synth rafdb"]),
+             after=["synth rafdb"], background=True),
         Step("study remap affectnet", [*curate, "study", "remap", "--dataset", "affectnet", *fraction,
                                        "--out", str(out / "reports" / "affectnet")],
-             [out / "reports" / "affectnet" / "report.md"], after=["ingest affectnet"]),
+             [out / "reports" / "affectnet" / "report.md"], after=["ingest affectnet"], background=True),
         Step("study remap ferplus", [*curate, "study", "remap", "--dataset", "ferplus", *fraction,
                                      "--out", str(out / "reports" / "ferplus")],
-             [out / "reports" / "ferplus" / "report.md"], after=["ingest ferplus"]),
+             [out / "reports" / "ferplus" / "report.md"], after=["ingest ferplus"], background=True),
         Step("study remap all", [*curate, "study", "remap", "--dataset", "all", *fraction,
                                  "--out", str(out / "reports" / "all")],
-             [out / "reports" / "all" / "report.md"], after=["ingest affectnet", "ingest ferplus", "ingest rafdb"]),
+             [out / "reports" / "all" / "report.md"], after=["ingest affectnet", "ingest ferplus", "ingest rafdb"],
+             background=True),
         # The same report, now with the registered runs: it must come after the first.
         Step("study remap affectnet (with runs)", [*curate, "study", "remap", "--dataset", "affectnet", *fraction,
                                                    "--out", str(out / "reports" / "affectnet")],
@@ -210,6 +217,8 @@ def environment(settings: DemoSettings) -> dict[str, str]:
         "FIFTYONE_DO_NOT_TRACK": "true",
         "FIFTYONE_DATABASE_VALIDATION": "false",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # Steps that write the workspace at once wait for each other rather than fail.
+        "CURATE_WORKSPACE_TIMEOUT": "300",
         "COLUMNS": os.environ.get("COLUMNS", "120"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
     }
@@ -257,7 +266,10 @@ def _run_step(step: Step, header: str, env: dict[str, str], cwd: Path, log_path:
     entry = console.start(header)
     try:
         with log_path.open("w") as log:
-            process = subprocess.Popen(step.command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            process = subprocess.Popen(
+                step.command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                preexec_fn=(lambda: os.nice(10)) if step.background else None,
+            )  # fmt: skip
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)

@@ -121,3 +121,26 @@ def test_a_failed_step_stops_what_depends_on_it(tmp_path):
         run_steps(steps, tmp_path, dict(os.environ), jobs=2, echo=lambda line: None)
     assert (tmp_path / "ran").exists() and not (tmp_path / "downstream").exists()
     assert "bad input" in (tmp_path / "logs" / "broken.log").read_text()
+
+
+def test_background_steps_yield_the_cores_to_the_training_chain(tmp_path):
+    from curate.demo import Step, run_steps
+
+    probe = "import os; print('niceness', os.nice(0))"
+    steps = [
+        Step("chain", _script(probe), [], workspace=False),
+        Step("side", _script(probe), [], workspace=False, background=True),
+    ]
+    lines: list[str] = []
+    run_steps(steps, tmp_path, dict(os.environ), jobs=2, echo=lines.append)
+    base = os.nice(0)
+    assert f"niceness {base}" in (tmp_path / "logs" / "chain.log").read_text()
+    assert f"niceness {min(base + 10, 19)}" in (tmp_path / "logs" / "side.log").read_text()
+
+
+def test_demo_plan_keeps_the_training_chain_in_front():
+    steps = {step.name: step for step in plan(DemoSettings())}
+    chain = {"synth affectnet", "tfds build affectnet", "ingest affectnet", "train affectnet baselines"}
+    after_training = {"study remap affectnet (with runs)", "review load affectnet"}
+    assert {name for name, step in steps.items() if not step.background} == chain | after_training
+    assert not steps["train affectnet baselines"].workspace  # ingests and studies run beside it
