@@ -62,6 +62,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate import datasets as registry
+
 #: pHash side: ``HASH_SIZE**2`` bits (16 -> 256 bits, four uint64 words).
 HASH_SIZE = 16
 HASH_WORDS = HASH_SIZE * HASH_SIZE // 64
@@ -112,14 +114,10 @@ def load_images(dataset: str, manual_dir: str | os.PathLike[str]) -> pl.DataFram
     original rows carry their face box (the hash is taken on the crop); the cropped layout
     and RAF-DB aligned images are already faces.
     """
-    import importlib
-
+    spec = registry.get(dataset)
     root = Path(manual_dir).resolve()
-    module = importlib.import_module(f"curate.formats.{dataset}")
-    if dataset == "ferplus":
-        frame = module.read(root, with_pixels=True).annotations
-    else:
-        frame = module.read(root).annotations
+    parsed = spec.read(root, **spec.images_option)
+    frame = parsed.annotations
     prefix = str(root) + os.sep
     out = frame.select(
         "id",
@@ -129,7 +127,7 @@ def load_images(dataset: str, manual_dir: str | os.PathLike[str]) -> pl.DataFram
         *(pl.col(c) for c in ("face_x", "face_y", "face_width", "face_height")),
         (pl.col("pixels") if "pixels" in frame.columns else pl.lit(None, dtype=pl.String)).alias("pixels"),
     )
-    if not (dataset == "affectnet" and module.detect_layout(root) == "original"):
+    if parsed.layout not in spec.face_box_layouts:  # images that are already faces
         out = out.with_columns(
             pl.lit(None, dtype=pl.Float32).alias(c) for c in ("face_x", "face_y", "face_width", "face_height")
         )

@@ -37,10 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from curate import datasets as _datasets
 from curate import labels as _labels
 
-#: Datasets this module knows, with the feature holding their canonical label.
-LABEL_FEATURE = {"affectnet": "expression", "ferplus": "votes", "rafdb": "label"}
 #: The FER+ vote mode used when none is given (the FER+ papers' protocol).
 DEFAULT_VOTE_MODE = "majority"
 
@@ -49,13 +48,24 @@ class ReadTimeError(ValueError):
     """The dataset / policy / vote-mode combination cannot be applied."""
 
 
+def _spec(dataset_name: str) -> Any:
+    try:
+        return _datasets.get(dataset_name)
+    except _datasets.UnknownDatasetError as error:
+        raise ReadTimeError(str(error)) from None
+
+
+def label_feature(dataset_name: str) -> str:
+    """The TFDS feature holding a dataset's label (its registry entry's ``label_feature``)."""
+    return _spec(dataset_name).label_feature
+
+
 def resolve_vote_mode(dataset_name: str, vote_mode: str | _labels.VoteMode | None) -> _labels.VoteMode | None:
     """The vote mode for a dataset: FERPlus defaults to majority; others must not set one."""
-    if dataset_name not in LABEL_FEATURE:
-        raise ReadTimeError(f"unknown dataset {dataset_name!r}; known: {', '.join(LABEL_FEATURE)}")
-    if dataset_name != "ferplus":
+    if not _spec(dataset_name).votes:
         if vote_mode is not None:
-            raise ReadTimeError(f"a vote mode applies to ferplus only, not {dataset_name!r}")
+            with_votes = ", ".join(name for name in _datasets.names() if _datasets.get(name).votes)
+            raise ReadTimeError(f"a vote mode applies to {with_votes} only, not {dataset_name!r}")
         return None
     if isinstance(vote_mode, _labels.VoteMode):
         return vote_mode
@@ -118,7 +128,7 @@ def policy_targets(
     policy = _labels.get_policy(policy)
     mode = resolve_vote_mode(dataset_name, vote_mode)
     table = lookup if lookup is not None else policy.tf_lookup()
-    feature = LABEL_FEATURE[dataset_name]
+    feature = label_feature(dataset_name)
     if feature not in examples:
         raise ReadTimeError(f"{dataset_name} examples have no {feature!r} feature (got {sorted(examples)})")
 
@@ -161,7 +171,7 @@ def policy_targets_numpy(
     """
     policy = _labels.get_policy(policy)
     mode = resolve_vote_mode(dataset_name, vote_mode)
-    feature = LABEL_FEATURE[dataset_name]
+    feature = label_feature(dataset_name)
     if feature not in examples:
         raise ReadTimeError(f"{dataset_name} examples have no {feature!r} feature (got {sorted(examples)})")
     if mode is None:
@@ -227,7 +237,7 @@ def row_targets(
     """:func:`policy_targets` for one unbatched example (adds and removes a batch axis)."""
     import tensorflow as tf
 
-    feature = LABEL_FEATURE.get(dataset_name)
+    feature = label_feature(dataset_name)
     batched = {
         key: tf.expand_dims(value, 0)
         for key, value in example.items()

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from curate import datasets as registry
 from curate import labels
 
 #: Folder used when neither ``--workspace`` nor ``CURATE_WORKSPACE`` is given.
@@ -59,21 +60,26 @@ DB_NAME = "workspace.duckdb"
 SCHEMA_VERSION = 2
 #: Folder of the landmark files, relative to the workspace folder.
 ARRAYS_DIR = "arrays"
-#: Datasets the workspace knows (one line each in ``curate.labels.DATASET_TO_CANONICAL``).
-DATASETS: tuple[str, ...] = tuple(labels.DATASET_TO_CANONICAL)
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
+
+def _enum(values: Sequence[str]) -> str:
+    return "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
 #: ``dataset`` and ``split`` are stored as DuckDB ENUMs: grouping and filtering on them is
-#: several times faster than on VARCHAR; read them back as text (``::VARCHAR``).
-DATASET_ENUM = "ENUM(" + ", ".join(f"'{d}'" for d in DATASETS) + ")"
-SPLIT_ENUM = "ENUM(" + ", ".join(f"'{s}'" for s in SPLITS) + ")"
+#: several times faster than on VARCHAR; read them back as text (``::VARCHAR``). The dataset
+#: ENUM holds the registered datasets (``curate.datasets``); a workspace opened for writing
+#: after a dataset was registered widens it (:meth:`Workspace._ensure_schema`).
+DATASET_ENUM_PLACEHOLDER = "{dataset_enum}"
+SPLIT_ENUM = _enum(SPLITS)
 
 #: Table name -> DDL. Columns of ``annotations`` follow ``ANNOTATION_SCHEMA`` in order, less
 #: ``landmarks`` (see ``arrays/`` above and :meth:`Workspace._define_landmark_views`).
 TABLES: Mapping[str, str] = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     "annotations": f"""CREATE TABLE IF NOT EXISTS annotations (
-        id VARCHAR NOT NULL, dataset {DATASET_ENUM} NOT NULL, split {SPLIT_ENUM} NOT NULL,
+        id VARCHAR NOT NULL, dataset {DATASET_ENUM_PLACEHOLDER} NOT NULL, split {SPLIT_ENUM} NOT NULL,
         source_file VARCHAR, source_row BIGINT, source_path VARCHAR,
         raw_label SMALLINT, label TINYINT NOT NULL,
         valence FLOAT, arousal FLOAT, va_annotated BOOLEAN,
@@ -147,9 +153,9 @@ def resolve_workspace_dir(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def check_dataset(dataset: str) -> str:
-    """Return ``dataset`` if the workspace knows it, else raise naming the known ones."""
-    if dataset not in DATASETS:
-        raise WorkspaceError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
+    """Return ``dataset`` if it is registered (``curate.datasets``), else raise naming the known ones."""
+    if dataset not in registry.names():
+        raise WorkspaceError(f"unknown dataset {dataset!r}; known datasets: {', '.join(registry.names())}")
     return dataset
 
 
@@ -303,7 +309,8 @@ class Workspace:
         if version > SCHEMA_VERSION:
             raise WorkspaceError(f"workspace schema version {version} is newer than this curate ({SCHEMA_VERSION})")
         for ddl in TABLES.values():
-            con.execute(ddl)
+            con.execute(ddl.replace(DATASET_ENUM_PLACEHOLDER, _enum(registry.names())))
+        self._widen_dataset_enum(con)
         if version < 2 and "landmarks" in _columns(con, "annotations"):
             self._move_landmarks_out(con)
         if not _has_view(con, "landmarks"):
@@ -311,6 +318,17 @@ class Workspace:
         if _schema_version(con) != SCHEMA_VERSION:
             con.execute("DELETE FROM meta WHERE key = 'schema_version'")
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    @staticmethod
+    def _widen_dataset_enum(con: Any) -> None:
+        """Let ``annotations.dataset`` hold every registered dataset (one registered since)."""
+        (declared,) = con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'annotations' AND column_name = 'dataset'"
+        ).fetchone()
+        declared_names = [name.replace("''", "'") for name in re.findall(r"'((?:[^']|'')*)'", declared)]
+        missing = [name for name in registry.names() if name not in declared_names]
+        if missing:  # the old names keep their order, so stored values keep their codes
+            con.execute(f"ALTER TABLE annotations ALTER dataset TYPE {_enum([*declared_names, *missing])}")
 
     def _move_landmarks_out(self, con: Any) -> None:
         """Schema 1 -> 2: each dataset's landmarks column to its file under ``arrays/``."""
@@ -896,17 +914,12 @@ def read_tfds(
 def tfds_batch_to_frame(dataset: str, split: str, batch: Mapping[str, Any], *, source: str) -> Any:
     """One batch of TFDS examples (NumPy arrays, as ``tfds.as_numpy`` yields) in the annotation schema.
 
-    Feature names follow ``docs/contracts.md``: AffectNet ``expression``, ``valence``,
-    ``arousal``, ``va_annotated``, ``source_face_box`` (x, y, w, h), ``source_landmarks``
-    (68, 2), ``source_path``; FERPlus ``votes``, ``fer2013_label``, ``label``; RAF-DB
-    ``rafdb_label`` (0-based), ``label``, ``landmarks5``.
+    The dataset's own columns come from its registry entry (``DatasetSpec.tfds_columns``;
+    feature names follow ``docs/contracts.md``); the other columns stay null.
     """
     import polars as pl
 
     from curate.formats.schema import ANNOTATION_SCHEMA
-
-    def text(values: Any) -> list[str]:
-        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
 
     n = len(batch["id"]) if "id" in batch else 0
     data: dict[str, Any] = {name: pl.Series(name, [None] * n, dtype=dtype) for name, dtype in ANNOTATION_SCHEMA.items()}
@@ -914,34 +927,7 @@ def tfds_batch_to_frame(dataset: str, split: str, batch: Mapping[str, Any], *, s
     data["split"] = pl.Series("split", [split] * n, dtype=pl.String)
     data["source_file"] = pl.Series("source_file", [source] * n, dtype=pl.String)
     if n:
-        data["id"] = pl.Series("id", text(batch["id"]))
-    if dataset == "affectnet" and n:
-        expression = np.asarray(batch["expression"], dtype=np.int64)
-        data["raw_label"] = pl.Series("raw_label", expression).cast(pl.Int16)
-        data["label"] = pl.Series("label", expression).cast(pl.Int8)
-        annotated = np.asarray(batch.get("va_annotated", np.ones(n, bool)), dtype=bool)
-        for name in ("valence", "arousal"):
-            values = np.asarray(batch[name], dtype=np.float32)
-            data[name] = pl.Series(name, np.where(annotated, values, np.nan)).fill_nan(None).cast(pl.Float32)
-        if "source_face_box" in batch:
-            box = np.asarray(batch["source_face_box"], dtype=np.float32).reshape(n, 4)
-            for j, name in enumerate(("face_x", "face_y", "face_width", "face_height")):
-                data[name] = pl.Series(name, box[:, j])
-        if "source_landmarks" in batch:
-            points = np.asarray(batch["source_landmarks"], dtype=np.float32).reshape(n, -1)
-            data["landmarks"] = pl.Series("landmarks", points).cast(pl.List(pl.Float32))
-        if "source_path" in batch:
-            data["source_path"] = pl.Series("source_path", text(batch["source_path"]))
-    elif dataset == "ferplus" and n:
-        data["raw_label"] = pl.Series("raw_label", np.asarray(batch["fer2013_label"], dtype=np.int64)).cast(pl.Int16)
-        data["label"] = pl.Series("label", np.asarray(batch["label"], dtype=np.int64)).cast(pl.Int8)
-        votes = np.asarray(batch["votes"], dtype=np.int16).reshape(n, 10)
-        data["votes"] = pl.Series("votes", votes).cast(pl.List(pl.Int16))
-    elif dataset == "rafdb" and n:
-        data["raw_label"] = pl.Series("raw_label", np.asarray(batch["rafdb_label"], dtype=np.int64) + 1).cast(pl.Int16)
-        data["label"] = pl.Series("label", np.asarray(batch["label"], dtype=np.int64)).cast(pl.Int8)
-        if "landmarks5" in batch:
-            points = np.asarray(batch["landmarks5"], dtype=np.float32).reshape(n, -1)
-            data["landmarks"] = pl.Series("landmarks", points).cast(pl.List(pl.Float32))
+        data["id"] = pl.Series("id", registry.as_text(batch["id"]))
+        data.update(registry.get(dataset).tfds_columns(batch, n))
     data["va_annotated"] = data["valence"].is_not_null() & data["arousal"].is_not_null()
     return pl.DataFrame({name: data[name].alias(name).cast(dtype) for name, dtype in ANNOTATION_SCHEMA.items()})

@@ -78,19 +78,19 @@ def duplicates_command(
 
     import polars as pl
 
-    from curate import audit
-    from curate.workspace import DATASETS, Workspace, check_dataset
+    from curate import audit, datasets
+    from curate.workspace import Workspace, check_dataset
 
     if (dataset is None) == (not all_datasets):
         fail("give exactly one of --dataset D or --all")
     try:
         ws = Workspace(workspace)
-        names = [check_dataset(dataset)] if dataset else list(DATASETS)
+        names = [check_dataset(dataset)] if dataset else list(datasets.names())
         dirs = _manual_dirs(ws, names, manual_dir)
         if not dirs:
             fail(
                 "no manual dir: give --manual-dir DIR"
-                + (" (a folder holding affectnet/, ferplus/, rafdb/)" if all_datasets else "")
+                + (f" (a folder holding {', '.join(name + '/' for name in names)})" if all_datasets else "")
                 + " or ingest the dataset from its manual dir first"
             )
         started = time.perf_counter()
