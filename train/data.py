@@ -197,7 +197,7 @@ class SplitScan:
 def scan_split(source: Any, split: str, config: TrainConfig) -> SplitScan:
     """Read ids and labels of every row of ``split`` (images untouched) and apply the policy
     with :func:`curate.readtime.policy_targets_numpy` (the NumPy twin of the TF path)."""
-    feature = readtime.LABEL_FEATURE[config.dataset]
+    feature = readtime.label_feature(config.dataset)
     ds = source.load(split, images=False, features=("id", feature))
     ids, raw = [], []
     for batch in ds.batch(8192).as_numpy_iterator():
@@ -562,7 +562,7 @@ def _rows_dataset(
     with_va = config.va_head
     size = config.image_size
     align = config.resolved_align == "eyes"
-    wanted = (readtime.LABEL_FEATURE[config.dataset], "valence", "arousal", "va_annotated")
+    wanted = (readtime.label_feature(config.dataset), "valence", "arousal", "va_annotated")
 
     def targets(example: dict[str, Any]) -> dict[str, Any]:
         out = targets_fn({key: example[key] for key in wanted if key in example})
