@@ -216,7 +216,6 @@ def apply_exclusions(parsed: Any, exclusions: Any, dataset: str) -> tuple[Any, i
 def _read_source(
     dataset: str, *, manual_dir: Path | None, tfds_dir: Path | None, config: str | None, votes_file: Path | None
 ) -> tuple[Any, str]:
-    import importlib
 
     if tfds_dir is not None:
         from curate.workspace import read_tfds
@@ -229,8 +228,9 @@ def _read_source(
     assert manual_dir is not None
     if not manual_dir.is_dir():
         raise ValueError(f"--manual-dir {manual_dir}: no such folder")
-    module = importlib.import_module(f"curate.formats.{dataset}")
-    return module.read(manual_dir), str(manual_dir)
+    from curate import datasets
+
+    return datasets.read(dataset, manual_dir), str(manual_dir)
 
 
 @app.command("balance")
