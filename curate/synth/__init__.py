@@ -1,6 +1,8 @@
 """Synthetic data generation (procedural faces and fake datasets).
 
 * :mod:`curate.synth.faces` -- procedural face images with learnable expressions.
+  Its parts: :mod:`~curate.synth.face_expression`, :mod:`~curate.synth.face_geometry`,
+  :mod:`~curate.synth.face_pose`, :mod:`~curate.synth.face_render`.
 * :func:`generate_affectnet`, :func:`generate_ferplus`, :func:`generate_rafdb` -- fake manual
   dirs in the raw release layouts (written with the :mod:`curate.formats` writers), each
   returning a :class:`SynthReport`; the quirk manifest and the label-noise ledger are

@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from curate.formats import affectnet as fmt
+from curate.formats import affectnet_cropped as cropped_fmt
 from curate.synth import common
 
 DATASET = "affectnet"
@@ -463,7 +464,7 @@ def _generate_cropped(
     true = np.concatenate(list(parts.values()))
     splits = np.concatenate([[split] * len(values) for split, values in parts.items()]).astype(str)
     number_all = np.concatenate(list(numbers.values()))
-    ids = np.array([f"{fmt.CROPPED_DIRS[s]}/{k}" for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)])
+    ids = np.array([f"{cropped_fmt.CROPPED_DIRS[s]}/{k}" for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)])
     given, flipped, ledger = _noise(out, seed, true, ids, splits, label_noise, range(8))
     n = len(true)
     if annotations_only:
@@ -471,7 +472,7 @@ def _generate_cropped(
         _, landmarks, va = _placed_annotations(rng, seed, true, sizes, (0.8, 0.95))
         images_written = 0
     else:
-        paths = [fmt.cropped_image_path(s, k) for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)]
+        paths = [cropped_fmt.cropped_image_path(s, k) for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)]
         tasks = [
             {"out": str(out), "seed": seed, "chunk": k, "labels": true[s], "paths": paths[s]}
             for k, s in enumerate(common.chunk_slices(n))
@@ -485,13 +486,13 @@ def _generate_cropped(
     start = 0
     for split, values in parts.items():
         part = slice(start, start + len(values))
-        fmt.write_cropped_annotations(
+        cropped_fmt.write_cropped_annotations(
             out, split, numbers[split], given[part], va[part, 0], va[part, 1], landmarks[part]
         )
         start += len(values)
     n_train = len(parts["train"])
     return {
-        "files": {split: f"{folder}/annotations" for split, folder in fmt.CROPPED_DIRS.items()},
+        "files": {split: f"{folder}/annotations" for split, folder in cropped_fmt.CROPPED_DIRS.items()},
         "split_counts": {split: len(values) for split, values in parts.items()},
         "class_counts": common.class_counts({"train": given[:n_train], "validation": given[n_train:]}),
         "true_class_counts": common.class_counts({"train": true[:n_train], "validation": true[n_train:]}),
