@@ -2,7 +2,7 @@
 
 1. **Ingest.** The same prepared samples (a synthetic AffectNet annotation table with image
    sizes, boxes, 68 landmarks, six policy labels and V/A) go into FiftyOne three ways:
-   :func:`curate.review.load.insert_samples` (BSON documents, bulk ``insert_many`` into a
+   :func:`curate.review.documents.insert_samples` (BSON documents, bulk ``insert_many`` into a
    declared schema), FiftyOne's ``Dataset.add_samples`` with ``fo.Sample`` objects (the
    reference), and ``add_samples`` with validation and schema expansion turned off. Reported
    as samples/s and as the ratio bulk / ``add_samples``. Plus the end-to-end
@@ -17,7 +17,7 @@
    model the compact ``small_cnn``. The run folder is attached with ``curate review load
    --run``: the scores read back are FiftyOne Brain's mistakenness and hardness and
    cleanlab's label quality as stored on the samples (confident learning on the run's
-   probabilities fused with the review's landmark model, ``curate.review.errors``).
+   probabilities fused with the review's landmark model, ``curate.review.label_scores``).
    Precision and recall of the top-k rows, k = number of flips. Rows scored in NumPy with
    the same functions: the run alone, the fusion under other rankings, and references: a
    scikit-learn HOG + logistic-regression ``cross_val_predict`` (the previous method), the
@@ -76,7 +76,7 @@ def prepared_table(work: Path, rows: int) -> Any:
     import polars as pl
 
     from curate import formats
-    from curate.review import load as rl
+    from curate.review.sources import with_relative_geometry
     from curate.synth.affectnet import generate_affectnet
     from curate.workspace import normalize_annotations
 
@@ -93,18 +93,18 @@ def prepared_table(work: Path, rows: int) -> Any:
         (extent["h"] * 1.25).ceil().cast(pl.Int32).alias("image_height"),
         pl.lit(3, dtype=pl.Int32).alias("image_channels"),
     )
-    return rl.with_relative_geometry(frame).head(rows)
+    return with_relative_geometry(frame).head(rows)
 
 
 def bench_ingest(fo: Any, frame: Any, reference_rows: int) -> dict[str, Any]:
-    from curate.review import load as rl
+    from curate.review.documents import declare_fields, insert_samples, sample_fields, to_samples
 
     policies = list(labels.BUILTIN_POLICIES.values())
     results: dict[str, Any] = {"rows": frame.height, "reference_rows": min(reference_rows, frame.height)}
 
     ds = fo.Dataset()
     start = time.perf_counter()
-    rl.insert_samples(ds, frame, "affectnet")
+    insert_samples(ds, frame, "affectnet")
     results["bulk_s"] = time.perf_counter() - start
     assert len(ds) == frame.height
     ds.delete()
@@ -117,9 +117,9 @@ def bench_ingest(fo: Any, frame: Any, reference_rows: int) -> dict[str, Any]:
         ds = fo.Dataset()
         if declare:
             ds.media_type = "image"
-            rl.declare_fields(ds, "affectnet", policies)
+            declare_fields(ds, "affectnet", policies)
         start = time.perf_counter()
-        samples = rl.to_samples(rl.sample_fields(subset, "affectnet", policies))
+        samples = to_samples(sample_fields(subset, "affectnet", policies))
         ds.add_samples(samples, progress=False, **kwargs)
         results[f"{key}_s"] = time.perf_counter() - start
         assert len(ds) == subset.height
@@ -249,7 +249,7 @@ def numpy_scores(probabilities: np.ndarray, given: np.ndarray) -> dict[str, np.n
     """The review's scores of out-of-sample probabilities, in NumPy (higher = more likely wrong)."""
     from cleanlab.rank import get_label_quality_scores
 
-    from curate.review.errors import confident_learning, mistakenness_scores
+    from curate.review.label_scores import confident_learning, mistakenness_scores
 
     clipped = np.clip(probabilities, 1e-9, 1.0)
     quality, _ = confident_learning(given, clipped)
@@ -277,12 +277,14 @@ def bench_detection(
 
     from curate import formats
     from curate.review import load as rl
-    from curate.review.errors import (
+    from curate.review.fields import RunFields
+    from curate.review.label_scores import (
         fuse_probabilities,
         landmark_geometry,
         landmark_probabilities,
         precision_recall_at_k,
     )
+    from curate.review.runs import read_predictions, resolve_run
     from curate.synth.affectnet import generate_affectnet
     from train import TrainConfig, train_run
     from train.testing import aligned_affectnet_source
@@ -333,7 +335,7 @@ def bench_detection(
                                "main_s": run.metrics["training"]["seconds"]}  # fmt: skip
 
     # Out-of-sample accuracy of what the review stores (train_oof, hold-out, validation).
-    predictions = rl.read_predictions(rl.resolve_run(run.path))
+    predictions = read_predictions(resolve_run(run.path))
     by_id = dict(zip(predictions["id"].to_list(), predictions["predicted"].to_list(), strict=True))
     index = {i: n for n, i in enumerate(annotations["id"].to_list())}
     rows = np.array([index[i] for i in by_id if i in index])
@@ -348,7 +350,7 @@ def bench_detection(
     results["attach_s"] = time.perf_counter() - start
     run_summary = loaded.runs[0]
     ds = fo.load_dataset("bench-review")
-    fields = rl.RunFields(run_summary.key)
+    fields = RunFields(run_summary.key)
     ids, mistakenness, hardness, quality, issue, fused_mistakenness = ds.values(
         [
             "source_id",
@@ -397,7 +399,7 @@ def bench_detection(
             probabilities[index[sid]] = probs
             known[index[sid]] = True
     trained = numpy_scores(probabilities, given)
-    # The review's second opinion (curate.review.errors): the landmark-geometry model, fused.
+    # The review's second opinion (curate.review.label_scores): the landmark-geometry model, fused.
     points = np.asarray(annotations["landmarks"].to_list(), np.float64).reshape(-1, 68, 2)
     geometry_probabilities = np.zeros_like(probabilities)
     geometry_probabilities[known] = landmark_probabilities(points[known], given[known], policy.num_classes)
@@ -539,7 +541,7 @@ def markdown(ingest: dict[str, Any] | None, detection: dict[str, Any]) -> str:
         "and the fused prediction combine the run's out-of-sample probabilities with those of a logistic "
         "regression on the annotated 68 landmarks, cross-fitted on the same rows "
         f"({detection['fused_stored_rows']:,} rows fused; normalised geometric mean, equal weights, "
-        "`curate.review.errors`); the first mistakenness is the Brain's on the run's predictions alone. The "
+        "`curate.review.label_scores`); the first mistakenness is the Brain's on the run's predictions alone. The "
         "'run alone' and 'landmark model alone' rows show what each view finds by itself. The generator draws "
         "weak expressions (intensity from 0.25) that overlap with Neutral and with each other, and flips follow "
         "plausible confusions, so part of the flips are invisible to any classifier. The last column counts "

@@ -1,4 +1,5 @@
-"""curate.review.load: sources -> samples, runs -> predictions/evaluations/scores, failure handling."""
+"""curate.review.load and the steps it ties together (sources, documents, runs): sources -> samples,
+runs -> predictions/evaluations/scores, failure handling."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from review_fixtures import fo, write_affectnet, write_ferplus, write_run  # noq
 from curate import labels
 from curate.review import load as rl
 from curate.review import views
+from curate.review.documents import insert_samples, sample_fields, to_samples
+from curate.review.fields import ReviewLoadError, RunFields, identifier, policy_field
+from curate.review.runs import RunMismatchError
+from curate.review.sources import prepare_manual, safe_filename, source_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,13 +57,13 @@ def _clean(value: Any) -> Any:
 
 def test_bulk_insert_matches_add_samples(fo: Any, affectnet_dir: tuple[Path, Any]) -> None:  # noqa: F811
     root, _ = affectnet_dir
-    source = rl.source_for("affectnet", manual_dir=root)
-    table = rl.prepare_manual(source, cache_dir=root.parent / "cache")
+    source = source_for("affectnet", manual_dir=root)
+    table = prepare_manual(source, cache_dir=root.parent / "cache")
     policies = list(labels.BUILTIN_POLICIES.values())
     fast = fo.Dataset()
-    rl.insert_samples(fast, table.frame, "affectnet", batch_size=7)
+    insert_samples(fast, table.frame, "affectnet", batch_size=7)
     slow = fo.Dataset()
-    slow.add_samples(rl.to_samples(rl.sample_fields(table.frame, "affectnet", policies)), progress=False)
+    slow.add_samples(to_samples(sample_fields(table.frame, "affectnet", policies)), progress=False)
     assert len(fast) == len(slow) == table.frame.height
     fast_docs = {s["source_id"]: _clean(s.to_dict()) for s in fast}
     slow_docs = {s["source_id"]: _clean(s.to_dict()) for s in slow}
@@ -115,7 +120,7 @@ def test_run_predictions_evaluation_and_scores(fo: Any, affectnet_dir: tuple[Pat
     summary = rl.load("affectnet", manual_dir=root, run=run, name="rv-run", cache_dir=tmp_path)
     ds = fo.load_dataset("rv-run")
     (run_summary,) = summary.runs
-    fields = rl.RunFields.for_run("an-run.1")
+    fields = RunFields.for_run("an-run.1")
     assert fields.key == "an_run_1" and run_summary.eval_key == "eval_an_run_1_drop_8_plus"
     kept = int((labels.get_policy("drop-8-plus").apply(frame["label"].to_numpy()) >= 0).sum())
     assert run_summary.matched == kept and run_summary.unmatched == 0  # balanced duplicates collapsed
@@ -157,7 +162,7 @@ def test_scores_rank_flipped_labels_first(fo: Any, tmp_path: Path) -> None:  # n
     run = write_run(tmp_path / "runs" / "noisy", ids=ids, given=given[keep], true=true[keep], policy=policy.name)
     summary = rl.load("affectnet", manual_dir=root, run=run, name="rv-noisy", cache_dir=tmp_path)
     ds = fo.load_dataset("rv-noisy")
-    fields = rl.RunFields.for_run("noisy")
+    fields = RunFields.for_run("noisy")
     flipped_ids = {frame["id"][i] for i in wrong_rows if keep[i]}
     top = ds.exists(fields.mistakenness).sort_by(fields.mistakenness, reverse=True).limit(len(flipped_ids))
     assert set(top.values("source_id")) == flipped_ids
@@ -177,20 +182,20 @@ def test_mismatched_run_ids(fo: Any, affectnet_dir: tuple[Path, Any], tmp_path: 
     ids = frame["id"].to_list()[:6] + ["9/nope1.jpg", "9/nope2.jpg", "9/nope3.jpg"]
     given = [int(v) for v in labels.get_policy("keep-all").apply(frame["label"].to_numpy()[:6])] + [0, 1, 2]
     run = write_run(tmp_path / "partial", ids=ids, given=given, policy="keep-all")
-    with pytest.raises(rl.RunMismatchError, match=r"3 of 9 prediction ids .* --allow-partial to load the 6"):
+    with pytest.raises(RunMismatchError, match=r"3 of 9 prediction ids .* --allow-partial to load the 6"):
         rl.load("affectnet", manual_dir=root, name="rv-mismatch", run=run, cache_dir=tmp_path)
     ds = fo.load_dataset("rv-mismatch")
     assert not ds.has_sample_field("pred_partial") and ds.list_evaluations() == []
     summary = rl.load("affectnet", manual_dir=root, name="rv-mismatch", run=run, cache_dir=tmp_path, allow_partial=True)
     assert summary.runs[0].matched == 6 and summary.runs[0].unmatched == 3
     foreign = write_run(tmp_path / "foreign", ids=["x/1.jpg"], given=[0], policy="keep-all")
-    with pytest.raises(rl.RunMismatchError, match="none of the 1 prediction ids"):
+    with pytest.raises(RunMismatchError, match="none of the 1 prediction ids"):
         rl.load("affectnet", manual_dir=root, name="rv-mismatch", run=foreign, cache_dir=tmp_path)
     incomplete = write_run(tmp_path / "incomplete", ids=ids[:2], given=[0, 1], policy="keep-all", complete=False)
-    with pytest.raises(rl.ReviewLoadError, match="not complete"):
+    with pytest.raises(ReviewLoadError, match="not complete"):
         rl.load("affectnet", manual_dir=root, name="rv-mismatch", run=incomplete, cache_dir=tmp_path)
     other = write_run(tmp_path / "ferrun", ids=ids[:2], given=[0, 1], policy="keep-all", dataset="ferplus")
-    with pytest.raises(rl.ReviewLoadError, match="trained on ferplus"):
+    with pytest.raises(ReviewLoadError, match="trained on ferplus"):
         rl.load("affectnet", manual_dir=root, name="rv-mismatch", run=other, cache_dir=tmp_path)
 
 
@@ -199,12 +204,12 @@ def test_name_used_by_another_source(fo: Any, affectnet_dir: tuple[Path, Any], t
     rl.load("affectnet", manual_dir=root, name="rv-owned", cache_dir=tmp_path)
     other = tmp_path / "other-affectnet"
     write_affectnet(other, n_train=5, n_validation=2, seed=9)
-    with pytest.raises(rl.ReviewLoadError, match="already used by another source"):
+    with pytest.raises(ReviewLoadError, match="already used by another source"):
         rl.load("affectnet", manual_dir=other, name="rv-owned", cache_dir=tmp_path)
     ds = fo.load_dataset("rv-owned")
     assert ds.info["curate"]["source"]["path"] == str(root.resolve())
     plain = fo.Dataset("rv-foreign", persistent=True)
-    with pytest.raises(rl.ReviewLoadError, match="curate did not create"):
+    with pytest.raises(ReviewLoadError, match="curate did not create"):
         rl.load("affectnet", manual_dir=root, name="rv-foreign", cache_dir=tmp_path)
     assert len(plain) == 0
     assert not [n for n in fo.list_datasets() if "-loading-" in n]
@@ -231,9 +236,9 @@ def test_failures_leave_nothing_half_loaded(
     rl.load("affectnet", manual_dir=root, name="rv-broken", cache_dir=tmp_path)
     ds = fo.load_dataset("rv-broken")
     schema_before = set(ds.get_field_schema())
-    from curate.review import errors
+    from curate.review import label_scores
 
-    monkeypatch.setattr(errors, "score_run", boom)
+    monkeypatch.setattr(label_scores, "score_run", boom)
     run = _run_for(tmp_path / "runs" / "fails", frame)
     with pytest.raises(RuntimeError, match="injected"):
         rl.load("affectnet", manual_dir=root, name="rv-broken", run=run, cache_dir=tmp_path)
@@ -296,15 +301,15 @@ def test_ferplus_images_materialised_once(fo: Any, tmp_path: Path) -> None:  # n
 
 
 def test_identifiers() -> None:
-    assert rl.identifier("affectnet-keep-all-mobilenetv3-96px-s0") == "affectnet_keep_all_mobilenetv3_96px_s0"
-    assert rl.identifier("3rd run") == "r3rd_run"
-    assert rl.policy_field("merge-to-neutral") == "gt_merge_to_neutral"
-    assert rl.policy_field("keep-all", "multi-target") == "gt_keep_all_multi_target"
-    assert rl.safe_filename("689/abc.jpg").startswith("689_abc_jpg-")
-    assert rl.safe_filename("a.b") != rl.safe_filename("a_b")
-    assert rl.safe_filename("fer0000001") == "fer0000001"
-    with pytest.raises(rl.ReviewLoadError):
-        rl.identifier("---")
+    assert identifier("affectnet-keep-all-mobilenetv3-96px-s0") == "affectnet_keep_all_mobilenetv3_96px_s0"
+    assert identifier("3rd run") == "r3rd_run"
+    assert policy_field("merge-to-neutral") == "gt_merge_to_neutral"
+    assert policy_field("keep-all", "multi-target") == "gt_keep_all_multi_target"
+    assert safe_filename("689/abc.jpg").startswith("689_abc_jpg-")
+    assert safe_filename("a.b") != safe_filename("a_b")
+    assert safe_filename("fer0000001") == "fer0000001"
+    with pytest.raises(ReviewLoadError):
+        identifier("---")
 
 
 @pytest.mark.slow

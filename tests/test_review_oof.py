@@ -36,6 +36,8 @@ def test_oof_run_scores_the_training_rows(fo: Any, tmp_path: Path) -> None:  # n
     import polars as pl
 
     from curate.review import load as rl
+    from curate.review.fields import RunFields
+    from curate.review.runs import read_predictions, resolve_run
     from train import TrainConfig, train_run
     from train.testing import aligned_affectnet_source
 
@@ -55,7 +57,7 @@ def test_oof_run_scores_the_training_rows(fo: Any, tmp_path: Path) -> None:  # n
     (attached,) = summary.runs
     assert attached.unmatched == 0 and attached.matched == predictions["id"].n_unique()
     ds = fo.load_dataset("rv-oof")
-    fields = rl.RunFields.for_run("oof-run")
+    fields = RunFields.for_run("oof-run")
     ids, split, mistakenness, hardness, quality, issue = ds.values(
         ["source_id", "split", fields.mistakenness, fields.hardness, fields.label_quality, fields.label_issue]
     )
@@ -75,13 +77,13 @@ def test_oof_run_scores_the_training_rows(fo: Any, tmp_path: Path) -> None:  # n
     import numpy as np
 
     from curate import formats, labels
-    from curate.review.errors import confident_learning, fuse_probabilities, landmark_probabilities
+    from curate.review.label_scores import confident_learning, fuse_probabilities, landmark_probabilities
 
     assert attached.scores["confident_learning_probabilities"] == "run + landmark geometry (geometric mean)"
     assert attached.scores["landmark_model_rows"] == predictions["id"].n_unique()
     annotations = formats.read("affectnet", root).annotations
     by_id = dict(zip(annotations["id"].to_list(), annotations["landmarks"].to_list(), strict=True))
-    matched = rl.read_predictions(rl.resolve_run(run.path))
+    matched = read_predictions(resolve_run(run.path))
     given = np.asarray(matched["label"].to_list(), np.int64)
     points = np.asarray([by_id[i] for i in matched["id"].to_list()], np.float64).reshape(-1, 68, 2)
     fused = fuse_probabilities(
@@ -98,7 +100,7 @@ def test_oof_run_scores_the_training_rows(fo: Any, tmp_path: Path) -> None:  # n
     assert reported.label_quality_from == "run + landmark geometry (geometric mean)"
 
     # The fused prediction and the Brain's mistakenness on it.
-    from curate.review.errors import mistakenness_scores
+    from curate.review.label_scores import mistakenness_scores
 
     fused_ids, fused_label, fused_mistakenness = ds.values(
         ["source_id", f"{fields.fused_pred}.label", fields.fused_mistakenness]

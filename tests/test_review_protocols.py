@@ -15,6 +15,8 @@ from curate import audit, labels
 from curate.cli import app
 from curate.review import duplicates
 from curate.review import load as rl
+from curate.review.fields import INFO_KEY, RunFields
+from curate.review.runs import RunInfo
 from curate.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,11 +59,11 @@ def test_duplicate_groups_are_connected_components() -> None:
 
 
 def test_run_provenance_falls_back_to_metrics_json(tmp_path: Path) -> None:
-    run = rl.RunInfo(name="r", path=tmp_path, config={"protocol": None})
+    run = RunInfo(name="r", path=tmp_path, config={"protocol": None})
     assert run.provenance() == (None, None)
     (tmp_path / "metrics.json").write_text(json.dumps({"protocol": PROTOCOL, "data_fingerprint": FINGERPRINT}))
     assert run.provenance() == (PROTOCOL, FINGERPRINT)
-    config_first = rl.RunInfo(name="r", path=tmp_path, config={"protocol": "rafdb-7@1", "data_fingerprint": "f"})
+    config_first = RunInfo(name="r", path=tmp_path, config={"protocol": "rafdb-7@1", "data_fingerprint": "f"})
     assert config_first.provenance() == ("rafdb-7@1", "f")
 
 
@@ -100,8 +102,8 @@ def test_protocol_and_duplicates_in_app_and_report(fo: Any, tmp_path: Path) -> N
     assert "duplicates: 7 samples in 4 groups" in result.output
 
     ds = fo.load_dataset("rv-proto")
-    fields = rl.RunFields.for_run("proto-run")
-    record = ds.info[rl.INFO_KEY]["runs"][fields.key]
+    fields = RunFields.for_run("proto-run")
+    record = ds.info[INFO_KEY]["runs"][fields.key]
     assert record["protocol"] == PROTOCOL and record["data_fingerprint"] == FINGERPRINT
     prediction = ds.exists(fields.pred).first()[fields.pred]
     assert prediction.protocol == PROTOCOL and prediction.data_fingerprint == FINGERPRINT

@@ -17,6 +17,8 @@ from curate.cli import app
 from curate.formats import affectnet as fmt
 from curate.review import load as rl
 from curate.review import views
+from curate.review.audit_fields import mark_va_outliers
+from curate.review.fields import INFO_KEY, VA_DISTANCE_FIELD, VA_OUTLIER_FIELD
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -59,20 +61,20 @@ def test_va_outliers_flagged_viewed_and_reported(fo: Any, tmp_path: Path) -> Non
     assert "va-outliers" in result.output
 
     ds = fo.load_dataset("rv-va")
-    assert ds.has_sample_field(rl.VA_OUTLIER_FIELD) and ds.has_sample_field(rl.VA_DISTANCE_FIELD)
-    record = ds.info[rl.INFO_KEY]["va_outliers"]
+    assert ds.has_sample_field(VA_OUTLIER_FIELD) and ds.has_sample_field(VA_DISTANCE_FIELD)
+    record = ds.info[INFO_KEY]["va_outliers"]
     assert record["k"] == 3.0 and record["scored"] == int(frame["valence"].is_not_null().sum())
     view = ds.load_saved_view("va-outliers")
     flagged = view.values("source_id")
     assert set(bad) <= set(flagged) and len(view) == record["flagged"]
     assert set(flagged[: len(bad)]) == set(bad)  # the -0.9 Happy rows are the farthest
-    distances = view.values(rl.VA_DISTANCE_FIELD)
+    distances = view.values(VA_DISTANCE_FIELD)
     assert distances == sorted(distances, reverse=True)
-    assert all(view.values(rl.VA_OUTLIER_FIELD))
+    assert all(view.values(VA_OUTLIER_FIELD))
 
     # Rows without V/A (labels 9, 10): not flagged, no distance; every other row has one.
-    by_id = dict(zip(*ds.values(["source_id", rl.VA_DISTANCE_FIELD]), strict=True))
-    flags = dict(zip(*ds.values(["source_id", rl.VA_OUTLIER_FIELD]), strict=True))
+    by_id = dict(zip(*ds.values(["source_id", VA_DISTANCE_FIELD]), strict=True))
+    flags = dict(zip(*ds.values(["source_id", VA_OUTLIER_FIELD]), strict=True))
     for row_id, valence in zip(frame["id"].to_list(), frame["valence"].to_list(), strict=True):
         if valence is None:
             assert by_id[row_id] is None and flags[row_id] is False
@@ -96,7 +98,7 @@ def test_va_outliers_view_absent_when_nothing_flagged(fo: Any, tmp_path: Path) -
     summary = rl.load("affectnet", manual_dir=root, name="rv-va-none", cache_dir=tmp_path)
     ds = fo.load_dataset("rv-va-none")
     assert summary.va_outliers["flagged"] == 0 and "va-outliers" not in summary.views
-    assert ds.has_sample_field(rl.VA_OUTLIER_FIELD) and not any(ds.values(rl.VA_OUTLIER_FIELD))
+    assert ds.has_sample_field(VA_OUTLIER_FIELD) and not any(ds.values(VA_OUTLIER_FIELD))
     assert "va-outliers" not in views.create_views(ds)
 
 
@@ -106,5 +108,5 @@ def test_va_outliers_skipped_without_va(fo: Any, tmp_path: Path) -> None:  # noq
     summary = rl.load("ferplus", manual_dir=root, name="rv-va-ferplus", cache_dir=tmp_path / "cache")
     ds = fo.load_dataset("rv-va-ferplus")
     assert summary.va_outliers == {} and "va-outliers" not in summary.views
-    assert not ds.has_sample_field(rl.VA_OUTLIER_FIELD) and not ds.has_sample_field(rl.VA_DISTANCE_FIELD)
-    assert rl.mark_va_outliers(ds, "ferplus") == {}
+    assert not ds.has_sample_field(VA_OUTLIER_FIELD) and not ds.has_sample_field(VA_DISTANCE_FIELD)
+    assert mark_va_outliers(ds, "ferplus") == {}

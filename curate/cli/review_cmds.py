@@ -42,7 +42,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _dataset(name: str | None, workspace: Path | None) -> Any:
     """The review dataset ``name``; without a name, the only one (or the one named like a dataset)."""
     from curate.review import db
-    from curate.review.load import INFO_KEY
+    from curate.review.fields import INFO_KEY
 
     fo = db.connect()
     if name is None:
@@ -280,7 +280,7 @@ def app_command(
 def list_command() -> None:
     """List the FiftyOne datasets created by `curate review load`."""
     from curate.review import db
-    from curate.review.load import INFO_KEY
+    from curate.review.fields import INFO_KEY
 
     try:
         fo = db.connect()

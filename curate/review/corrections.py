@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from curate import corrections as corr
-from curate.review.load import GROUND_TRUTH_FIELD, INFO_KEY
+from curate.review.fields import GROUND_TRUTH_FIELD, INFO_KEY
 
 
 def corrections_from_dataset(ds: Any) -> Any:

@@ -17,7 +17,7 @@ Scope
 ========================  =================================================================
 
 ``va-outliers`` (like ``duplicates``) is saved only when it has rows: the flags come from
-:func:`curate.review.load.mark_va_outliers` (``va_outlier`` / ``va_distance``).
+:func:`curate.review.audit_fields.mark_va_outliers` (``va_outlier`` / ``va_distance``).
 
 The run views use the *active* run (the last one loaded; ``dataset.info["curate"]``).
 :func:`report` gathers view sizes, per-run accuracy and the worst confusions for
@@ -31,7 +31,7 @@ import dataclasses
 from typing import Any
 
 from curate.review import duplicates
-from curate.review.load import INFO_KEY, VA_DISTANCE_FIELD, VA_OUTLIER_FIELD, VA_OUTLIER_K, RunFields
+from curate.review.fields import INFO_KEY, VA_DISTANCE_FIELD, VA_OUTLIER_FIELD, VA_OUTLIER_K, RunFields
 
 #: Default confidence above which a wrong prediction counts as a confident mistake.
 CONFIDENT_THRESHOLD = 0.8

@@ -1,4 +1,4 @@
-"""The review's landmark second opinion (``curate.review.errors``): geometry features, the
+"""The review's landmark second opinion (``curate.review.label_scores``): geometry features, the
 cross-fitted landmark model and the fusion with a run's probabilities (NumPy only)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curate.review.errors import (
+from curate.review.label_scores import (
     GEOMETRY_MIN_ROWS,
     confident_learning,
     fuse_probabilities,
@@ -101,7 +101,7 @@ class _Samples:
 
 
 def test_fusion_takes_only_rows_with_68_points_and_an_image_size() -> None:
-    from curate.review.errors import _fuse_landmark_model
+    from curate.review.label_scores import _fuse_landmark_model
 
     points, labels = _faces(120, 3)
     width, height = 200.0, 160.0

@@ -1,8 +1,8 @@
-"""Scores that point at likely label errors, stored as sample fields.
+"""Label scores: how likely each sample's label is wrong, stored as sample fields.
 
 Scope
 -----
-Given a run's predictions already on the dataset (:func:`curate.review.load.attach_run`):
+Given a run's predictions already on the dataset (:func:`curate.review.runs.attach_run`):
 
 * **mistakenness** -- FiftyOne Brain's ``compute_mistakenness`` on the prediction's logits
   against the policy's ground truth: high when the model is confidently wrong;
@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from curate.review.fields import OUT_OF_SAMPLE_VIEWS
 
 Log = Callable[[str], None]
 
@@ -289,7 +291,7 @@ def score_run(
 
     Args:
         ds: the FiftyOne dataset holding ``fields.pred`` and ``gt_field``
-        fields: the run's :class:`curate.review.load.RunFields`
+        fields: the run's :class:`curate.review.fields.RunFields`
         gt_field: the ground-truth field in the run's policy
         predictions: the run's matched predictions (Polars; ``id``, ``view``,
             ``probabilities``)
@@ -305,8 +307,6 @@ def score_run(
     import fiftyone as fo
     import fiftyone.brain as fob
     import polars as pl
-
-    from curate.review.load import OUT_OF_SAMPLE_VIEWS
 
     scored = ds.exists(fields.pred).exists(gt_field)
     n_scored = len(scored)
