@@ -16,7 +16,7 @@ For each policy (keep-all, drop-7-plus, merge-to-neutral, drop-8-plus) and seed 
 * **reference 1, the small CNN** (``small_cnn``, 0.1 M parameters) on the same rows, on grey
   48 px faces aligned by their landmarks from the raw files (``train.testing.aligned_affectnet_source``);
 * **reference 2, the landmark model**: the review's logistic regression on the 68-point
-  geometry (``curate.review.errors.landmark_geometry``), fitted on the same training rows --
+  geometry (``curate.review.label_scores.landmark_geometry``), fitted on the same training rows --
   the exact geometry the generator drew, so it shows what the labels allow.
 
 Targets (issue #16): every MobileNet run beats the majority-class balanced accuracy on every
@@ -108,13 +108,13 @@ def landmark_model(manual: Path, policy_name: str) -> dict[str, dict[str, float]
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from curate import formats, labels
-    from curate.review.errors import landmark_geometry
+    from curate import datasets, labels
+    from curate.review.label_scores import landmark_geometry
     from train.data import holdout_mask
     from train.evaluate import classification_metrics
 
     policy = labels.get_policy(policy_name)
-    table = formats.read("affectnet", manual).annotations
+    table = datasets.read("affectnet", manual).annotations
     ids = np.array(table["id"].to_list(), dtype=object)
     split = np.array(table["split"].to_list())
     target = np.array([-1 if policy.mapping[c] is None else policy.mapping[c] for c in table["label"].to_list()])
@@ -143,12 +143,12 @@ def va_ceiling(manual: Path) -> dict[str, dict[str, float]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from curate import formats
-    from curate.review.errors import landmark_geometry
+    from curate import datasets
+    from curate.review.label_scores import landmark_geometry
     from train.data import holdout_mask
     from train.evaluate import concordance_correlation
 
-    table = formats.read("affectnet", manual).annotations
+    table = datasets.read("affectnet", manual).annotations
     ids = np.array(table["id"].to_list(), dtype=object)
     split = np.array(table["split"].to_list())
     label = table["label"].to_numpy()

@@ -75,7 +75,7 @@ def prepared_table(work: Path, rows: int) -> Any:
     """A ReviewTable frame of ``rows`` synthetic AffectNet annotations with made-up image sizes."""
     import polars as pl
 
-    from curate import formats
+    from curate import datasets
     from curate.review.sources import with_relative_geometry
     from curate.synth.affectnet import generate_affectnet
     from curate.workspace import normalize_annotations
@@ -83,7 +83,7 @@ def prepared_table(work: Path, rows: int) -> Any:
     out = work / "affectnet-annotations"
     if not out.is_dir():
         generate_affectnet(out, scale=rows / 420_300, seed=SEED, annotations_only=True, workers=1)
-    clean, _ = normalize_annotations(formats.read("affectnet", out).annotations, "affectnet")
+    clean, _ = normalize_annotations(datasets.read("affectnet", out).annotations, "affectnet")
     extent = clean.select(
         (pl.col("face_x") + pl.col("face_width")).alias("w"), (pl.col("face_y") + pl.col("face_height")).alias("h")
     )
@@ -196,14 +196,14 @@ def clear_flips(annotations: Any, true: np.ndarray, is_flip: np.ndarray) -> np.n
     """Flips of clearly expressed faces: true label a basic expression (1-7) drawn at intensity >= 0.5.
 
     The generator sets the intensity of labels 0-7 from the row's valence/arousal as
-    ``clip(|(v, a)| / (1.25 |class mean|), 0.25, 1)`` (``curate.synth.faces._expression``);
+    ``clip(|(v, a)| / (1.25 |class mean|), 0.25, 1)`` (``curate.synth.face_expression._expression``);
     the same formula recovers it here. Uses the ledger's true label: for reporting only.
     """
-    from curate.synth import faces
+    from curate.synth import face_expression
 
     valence = annotations["valence"].fill_null(0.0).to_numpy().astype(np.float64)
     arousal = annotations["arousal"].fill_null(0.0).to_numpy().astype(np.float64)
-    means = np.asarray(faces._VA_MEAN, np.float64)
+    means = np.asarray(face_expression._VA_MEAN, np.float64)
     basic = (true >= 1) & (true <= 7)
     radius = np.hypot(*means[np.clip(true, 0, 8)].T)
     intensity = np.clip(np.hypot(valence, arousal) / (1.25 * np.maximum(radius, 1e-9)), 0.25, 1.0)
@@ -275,7 +275,7 @@ def bench_detection(
 ) -> dict[str, Any]:
     import polars as pl
 
-    from curate import formats
+    from curate import datasets
     from curate.review import load as rl
     from curate.review.fields import RunFields
     from curate.review.label_scores import (
@@ -305,7 +305,7 @@ def bench_detection(
     results["ingest_s"] = summary.seconds_ingest
 
     policy = labels.get_policy("keep-all")  # every flip stays visible (drop policies would hide some)
-    annotations = formats.read("affectnet", manual).annotations.filter(pl.col("landmarks").is_not_null())
+    annotations = datasets.read("affectnet", manual).annotations.filter(pl.col("landmarks").is_not_null())
     flipped = set(ledger["id"].to_list())
     is_flip = np.array([i in flipped for i in annotations["id"].to_list()])
     given = annotations["label"].to_numpy().astype(np.int64)

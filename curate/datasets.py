@@ -68,6 +68,9 @@ class DatasetSpec:
         The view that selects epochs by default (``balanced`` or ``class_frequency``).
     images_option : Mapping
         Reader options that also return image data (FERPlus keeps pixels in its CSV).
+    tfds_geometry_in_stored_image : bool
+        The TFDS ``face_box`` / ``landmarks`` are normalised in the stored (cropped) image
+        (AffectNet), not in an original image the example does not carry (RAF-DB).
     face_box_layouts : tuple of str
         Raw layouts (and TFDS configs of the same name) whose images are whole photos
         with a face box to crop.
@@ -95,6 +98,7 @@ class DatasetSpec:
     landmark_points: int = 0
     images_option: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     face_box_layouts: tuple[str, ...] = ()
+    tfds_geometry_in_stored_image: bool = False
     manual_dir_hint: str = "<folder with the files as the authors ship them>"
 
     def __post_init__(self) -> None:
@@ -110,6 +114,11 @@ class DatasetSpec:
     def aligns_by_eyes(self) -> bool:
         """68-point landmarks are there to align faces by their eyes (``--align eyes``)."""
         return self.landmark_points == 68
+
+    @property
+    def images_in_annotations(self) -> bool:
+        """The reader returns the images themselves (FER2013 pixel text), not image files."""
+        return bool(self.images_option)
 
     @property
     def balanced_view_is_test(self) -> bool:
@@ -263,6 +272,7 @@ AFFECTNET = register(
         valence_arousal=True,
         landmark_points=68,
         face_box_layouts=("original",),
+        tfds_geometry_in_stored_image=True,
         manual_dir_hint="<folder with Manually_Annotated_file_lists/ or train_set/ + val_set/>",
     )
 )

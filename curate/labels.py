@@ -78,30 +78,6 @@ FER2013_TO_CANONICAL: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 0)
 RAFDB_NAMES: tuple[str, ...] = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 RAFDB_TO_CANONICAL: tuple[int, ...] = (3, 4, 5, 1, 2, 6, 0)
 
-#: Per dataset: raw label code -> canonical label. Adding a dataset adds one line here.
-DATASET_TO_CANONICAL: Mapping[str, Mapping[int, int]] = MappingProxyType(
-    {
-        "affectnet": MappingProxyType({i: i for i in range(NUM_CANONICAL)}),
-        "ferplus": MappingProxyType(dict(enumerate(FER2013_TO_CANONICAL))),
-        "rafdb": MappingProxyType({i + 1: c for i, c in enumerate(RAFDB_TO_CANONICAL)}),
-    }
-)
-
-
-def to_canonical(dataset: str, raw_labels: Any) -> np.ndarray:
-    """Map an array of a dataset's raw label codes to canonical labels (-1 where unknown)."""
-    try:
-        mapping = DATASET_TO_CANONICAL[dataset]
-    except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_TO_CANONICAL)}") from None
-    raw = np.asarray(raw_labels, dtype=np.int64)
-    table = np.full(max(mapping) + 2, -1, dtype=np.int64)
-    for code, canonical in mapping.items():
-        table[code] = canonical
-    inside = (raw >= 0) & (raw <= max(mapping))
-    return np.where(inside, table[np.clip(raw, 0, max(mapping))], -1)
-
-
 class PolicyError(ValueError):
     """A label policy could not be found or is invalid; the message names where and why."""
 

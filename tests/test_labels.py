@@ -24,9 +24,11 @@ def ferplus_votes_csv() -> Path | None:
 
 
 def test_dataset_mappings_match_datasets_md():
-    assert labels.to_canonical("ferplus", range(7)).tolist() == [6, 5, 4, 1, 2, 3, 0]
-    assert labels.to_canonical("rafdb", range(1, 8)).tolist() == [3, 4, 5, 1, 2, 6, 0]
-    assert labels.to_canonical("affectnet", range(11)).tolist() == list(range(11))
+    from curate import datasets
+
+    assert datasets.to_canonical("ferplus", range(7)).tolist() == [6, 5, 4, 1, 2, 3, 0]
+    assert datasets.to_canonical("rafdb", range(1, 8)).tolist() == [3, 4, 5, 1, 2, 6, 0]
+    assert datasets.to_canonical("affectnet", range(11)).tolist() == list(range(11))
     assert list(labels.FERPLUS_VOTE_TO_CANONICAL) == [0, 1, 3, 2, 6, 5, 4, 7, 9, 10]
     # Names agree with the canonical names they map to.
     for raf_index, canonical in enumerate(labels.RAFDB_TO_CANONICAL):
@@ -36,9 +38,11 @@ def test_dataset_mappings_match_datasets_md():
 
 
 def test_to_canonical_marks_unknown_codes():
-    assert labels.to_canonical("rafdb", [0, 8, 4]).tolist() == [-1, -1, 1]
+    from curate import datasets
+
+    assert datasets.to_canonical("rafdb", [0, 8, 4]).tolist() == [-1, -1, 1]
     with pytest.raises(ValueError, match="unknown dataset"):
-        labels.to_canonical("imagenet", [1])
+        datasets.to_canonical("imagenet", [1])
 
 
 # -- shipped policies -------------------------------------------------------------------

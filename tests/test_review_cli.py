@@ -99,13 +99,13 @@ def test_user_errors_are_one_line(fo: Any, tmp_path: Path) -> None:  # noqa: F81
 
 def test_defaults_come_from_the_workspace(fo: Any, tmp_path: Path) -> None:  # noqa: F811
     """Without --manual-dir the workspace's ingest source is used; --run finds registered runs by name."""
-    from curate import formats
+    from curate import datasets
     from curate.workspace import Workspace
 
     root = tmp_path / "affectnet"
     frame = write_affectnet(root, n_train=6, n_validation=3, seed=11)
     ws = Workspace(tmp_path / "ws")
-    ws.ingest(formats.read("affectnet", root), dataset="affectnet", source=str(root))
+    ws.ingest(datasets.read("affectnet", root), dataset="affectnet", source=str(root))
     policy = labels.get_policy("keep-all")
     run = write_run(
         tmp_path / "elsewhere" / "registered",

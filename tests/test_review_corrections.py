@@ -106,7 +106,7 @@ def test_importing_corrections_does_not_import_fiftyone() -> None:
 
 
 def test_round_trip_app_tags_to_annotations(fo: Any, tmp_path: Path) -> None:  # noqa: F811
-    from curate import formats
+    from curate import datasets
     from curate.review import corrections as review_corrections
     from curate.review import load as rl
 
@@ -125,7 +125,7 @@ def test_round_trip_app_tags_to_annotations(fo: Any, tmp_path: Path) -> None:  #
     )
     assert set(table["dataset"]) == {"affectnet"} and set(table["source"]) == {"fiftyone:rv-corrections"}
 
-    annotations = formats.read("affectnet", root).annotations
+    annotations = datasets.read("affectnet", root).annotations
     before = dict(zip(annotations["id"], annotations["label"], strict=True))
     corrected, changed = corr.apply_corrections(annotations, corr.read_corrections(path))
     after = dict(zip(corrected["id"], corrected["label"], strict=True))

@@ -345,11 +345,11 @@ def test_load_from_built_tfds(fo: Any, tmp_path: Path) -> None:  # noqa: F811
 
 def test_load_rafdb_shows_the_original_image(fo: Any, synth_rafdb: Path, tmp_path: Path) -> None:  # noqa: F811
     """RAF-DB's box and landmarks are in original-image pixels: the sample shows that image."""
-    from curate import formats
+    from curate import datasets, formats
     from curate.formats import rafdb  # noqa: F401  (formats.rafdb below)
 
     summary = rl.load("rafdb", manual_dir=synth_rafdb, name="rv-rafdb", cache_dir=tmp_path)
-    annotations = formats.read("rafdb", synth_rafdb).annotations
+    annotations = datasets.read("rafdb", synth_rafdb).annotations
     assert summary.samples == annotations.height
     ds = fo.load_dataset("rv-rafdb")
     row = annotations.row(0, named=True)

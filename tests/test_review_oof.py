@@ -76,12 +76,12 @@ def test_oof_run_scores_the_training_rows(fo: Any, tmp_path: Path) -> None:  # n
     # with the cross-fitted landmark model -- the same numbers NumPy gives from the same inputs.
     import numpy as np
 
-    from curate import formats, labels
+    from curate import datasets, labels
     from curate.review.label_scores import confident_learning, fuse_probabilities, landmark_probabilities
 
     assert attached.scores["confident_learning_probabilities"] == "run + landmark geometry (geometric mean)"
     assert attached.scores["landmark_model_rows"] == predictions["id"].n_unique()
-    annotations = formats.read("affectnet", root).annotations
+    annotations = datasets.read("affectnet", root).annotations
     by_id = dict(zip(annotations["id"].to_list(), annotations["landmarks"].to_list(), strict=True))
     matched = read_predictions(resolve_run(run.path))
     given = np.asarray(matched["label"].to_list(), np.int64)

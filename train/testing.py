@@ -146,10 +146,10 @@ def aligned_affectnet_source(manual_dir: str | Any, *, image_size: int = 48, wor
 
     from PIL import Image
 
-    from curate import formats
+    from curate import datasets
 
     root = Path(manual_dir)
-    annotations = formats.read("affectnet", root).annotations
+    annotations = datasets.read("affectnet", root).annotations
     rows = annotations.to_dicts()
 
     def load(row: dict[str, Any]) -> np.ndarray | None:

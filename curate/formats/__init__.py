@@ -2,8 +2,9 @@
 
 Scope
 -----
-* :mod:`curate.formats.affectnet` -- AffectNet original (CSV lists + images) and cropped
-  "AffectNet-8" (``.npy`` annotations) layouts.
+* :mod:`curate.formats.affectnet` -- AffectNet original (CSV lists + images) layout, and the
+  cropped "AffectNet-8" (``.npy`` annotations) layout through
+  :mod:`curate.formats.affectnet_cropped` (rules both share: :mod:`curate.formats.affectnet_rules`).
 * :mod:`curate.formats.ferplus` -- ``fer2013.csv`` (pixels, FER2013 label) aligned row by row
   with ``fer2013new.csv`` (FER+ votes).
 * :mod:`curate.formats.rafdb` -- RAF-DB basic label list and per-image annotation files.
@@ -22,13 +23,14 @@ Paths: a reader takes the manual dir as a ``str``, a :class:`pathlib.Path` or an
 file I/O; URIs (``gs://``, ``s3://``, ... -- what a Beam cluster reads from) go through
 ``etils.epath`` (:func:`as_path`), so the same reader works on cluster storage.
 
-This package module also holds the small helpers the three readers share.
+Which reader belongs to which dataset is the registry's to say (``curate.datasets``:
+``datasets.read(name, manual_dir)``). This package module holds the small helpers the
+readers share.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,30 +57,11 @@ AnyPath: TypeAlias = "Path | epath.Path"
 
 __all__ = [
     "ANNOTATION_SCHEMA",
-    "DATASETS",
     "REJECT_SCHEMA",
     "FormatError",
     "ParsedTables",
     "empty_rejects",
-    "read",
 ]
-
-#: Dataset name -> module implementing ``read(manual_dir)``.
-DATASETS: dict[str, str] = {
-    "affectnet": "curate.formats.affectnet",
-    "ferplus": "curate.formats.ferplus",
-    "rafdb": "curate.formats.rafdb",
-}
-
-
-def read(dataset: str, manual_dir: PathLike, **options: Any) -> ParsedTables:
-    """Read ``manual_dir`` with the reader of ``dataset`` (``affectnet``, ``ferplus``, ``rafdb``)."""
-    try:
-        module_name = DATASETS[dataset]
-    except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}") from None
-    return importlib.import_module(module_name).read(manual_dir, **options)
-
 
 # --------------------------------------------------------------------------------------
 # Shared helpers (used by the layout modules; not part of the public API)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from curate import datasets as registry
 from curate import labels
 from curate.review.fields import (
     GROUND_TRUTH_FIELD,
@@ -69,11 +70,12 @@ def declare_fields(ds: Any, dataset: str, policies: Sequence[labels.LabelPolicy]
     add("policy_dropped", fo.ListField, subfield=fo.StringField)
     add("face", fo.EmbeddedDocumentField, embedded_doc_type=fo.Detection)
     add("landmarks", fo.EmbeddedDocumentField, embedded_doc_type=fo.Keypoints)
-    if dataset == "affectnet":
+    spec = registry.get(dataset)
+    if spec.valence_arousal:
         add("valence", fo.FloatField)
         add("arousal", fo.FloatField)
         add("va_annotated", fo.BooleanField)
-    if dataset == "ferplus":
+    if spec.votes:
         add("votes", fo.ListField, subfield=fo.IntField)
         add("vote_entropy", fo.FloatField)
         add("ferplus_majority", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
@@ -109,11 +111,11 @@ def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolic
         for c in range(labels.NUM_CANONICAL)
     ]
     dropped_by_label = [[p.name for p in policies if p.mapping[c] is None] for c in range(labels.NUM_CANONICAL)]
-    va = dataset == "affectnet"
+    va = registry.get(dataset).valence_arousal
     if va:
         valence, arousal, annotated = (frame[c].to_list() for c in ("valence", "arousal", "va_annotated"))
-    ferplus = dataset == "ferplus"
-    if ferplus:
+    votes = registry.get(dataset).votes
+    if votes:
         votes_list = frame["votes"].to_list()
         vote_array = np.array([v if v is not None else [0] * 10 for v in votes_list], dtype=np.int64).reshape(n, 10)
         entropy = vote_entropy(vote_array).tolist()
@@ -144,7 +146,7 @@ def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolic
             fields["valence"] = valence[i]
             fields["arousal"] = arousal[i]
             fields["va_annotated"] = bool(annotated[i])
-        if ferplus:
+        if votes:
             fields["votes"] = votes_list[i]
             fields["vote_entropy"] = None if votes_list[i] is None else entropy[i]
             fields["ferplus_majority"] = None if votes_list[i] is None else {"label": canonical[majority[i]]}

@@ -29,11 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from curate import labels
+from curate import datasets as registry
 from curate.review.fields import LAYOUT_VERSION, ReviewLoadError
-
-#: Datasets the review package can load.
-DATASETS: tuple[str, ...] = tuple(labels.DATASET_TO_CANONICAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +103,8 @@ def source_for(
 
 def check_dataset(dataset: str) -> None:
     """Raise :class:`ReviewLoadError` unless the review package can load ``dataset``."""
-    if dataset not in DATASETS:
-        raise ReviewLoadError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
+    if dataset not in registry.names():
+        raise ReviewLoadError(f"unknown dataset {dataset!r}; known datasets: {', '.join(registry.names())}")
 
 
 def read_manual_annotations(source: ReviewSource) -> tuple[Any, int, ReviewSource]:
@@ -115,9 +112,9 @@ def read_manual_annotations(source: ReviewSource) -> tuple[Any, int, ReviewSourc
     from curate import formats
     from curate.workspace import normalize_annotations
 
-    options = {"with_pixels": True} if source.dataset == "ferplus" else {}
+    spec = registry.get(source.dataset)
     try:
-        parsed = formats.read(source.dataset, source.path, **options)
+        parsed = spec.read(source.path, **spec.images_option)
     except formats.FormatError as error:
         raise ReviewLoadError(str(error)) from None
     clean, refused = normalize_annotations(parsed.annotations, source.dataset)
@@ -147,7 +144,7 @@ def prepare_manual(
         annotations, refused, source = read_manual_annotations(source)
     root = Path(source.path)
     written = 0
-    if source.dataset == "ferplus":
+    if registry.get(source.dataset).images_in_annotations:  # FER2013 pixel text
         if "pixels" not in annotations.columns:
             raise ReviewLoadError("the FERPlus reader returned no pixels column; cannot materialise images")
         folder = Path(cache_dir) / f"ferplus-{source.fingerprint[:16]}"
@@ -184,12 +181,10 @@ def geometry_images(dataset: str, annotations: Any) -> list[str | None]:
     landmarks are in *original*-image pixels (``curate.formats.rafdb.original_path``), while
     ``source_path`` is the aligned 100x100 crop.
     """
-    import importlib
-
     if "original_path" in annotations.columns:
         originals = annotations["original_path"].to_list()
     else:
-        module = importlib.import_module(f"curate.formats.{dataset}")
+        module = registry.get(dataset).reader_module()
         to_original = getattr(module, "original_path", None)
         if to_original is None:
             return annotations["source_path"].to_list()
@@ -418,7 +413,7 @@ def prepare_tfds(source: ReviewSource, *, cache_dir: str | os.PathLike[str], bat
             n = len(ids)
             box_rel: list[Any] = [None] * n
             landmarks_rel: list[Any] = [None] * n
-            if source.dataset == "affectnet":
+            if registry.get(source.dataset).tfds_geometry_in_stored_image:
                 if "face_box" in batch:  # ymin, xmin, ymax, xmax, normalised in the stored image
                     b = np.asarray(batch["face_box"], dtype=np.float32).reshape(n, 4)
                     box_rel = np.stack([b[:, 1], b[:, 0], b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]], axis=1).tolist()

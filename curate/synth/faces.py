@@ -75,9 +75,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from curate.synth.face_expression import (
-    _VA_MEAN as _VA_MEAN,  # read by benchmarks/bench_review.py as faces._VA_MEAN
-)
-from curate.synth.face_expression import (
     EXPRESSION_FEATURES,
     LABEL_NAMES,
     NO_FACE,
