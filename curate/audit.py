@@ -63,6 +63,8 @@ import numpy as np
 import polars as pl
 
 from curate import datasets as registry
+from curate.exclusions import COLUMNS as EXCLUSION_COLUMNS
+from curate.exclusions import exclusion_schema
 
 #: pHash side: ``HASH_SIZE**2`` bits (16 -> 256 bits, four uint64 words).
 HASH_SIZE = 16
@@ -395,9 +397,8 @@ def exclusion_ids(pairs: pl.DataFrame, *, keep_order: Sequence[str] = KEEP_ORDER
     broken by (dataset, id). Returns ``dataset, id, split, group`` (group = the kept image
     as ``dataset:id``) for every dropped image.
     """
-    schema = {"dataset": pl.String, "id": pl.String, "split": pl.String, "group": pl.String}
     if pairs.height == 0:
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema=exclusion_schema())
     nodes = (
         pl.concat(
             [
@@ -439,13 +440,13 @@ def exclusion_ids(pairs: pl.DataFrame, *, keep_order: Sequence[str] = KEEP_ORDER
     return (
         ranked.join(keeper, on="root")
         .filter(pl.col("_key") != pl.col("group"))
-        .select("dataset", "id", "split", "group")
+        .select(EXCLUSION_COLUMNS)
         .sort("dataset", "id")
     )
 
 
 def write_exclusions(exclusions: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write an :func:`exclusion_ids` frame as Parquet (zstd)."""
+    """Write an :func:`exclusion_ids` frame as Parquet (zstd); :mod:`curate.exclusions` reads it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     exclusions.write_parquet(path, compression="zstd")

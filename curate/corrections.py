@@ -36,6 +36,9 @@ ACTIONS: tuple[str, ...] = ("relabel", "exclude")
 RELABEL_PREFIX = "relabel:"
 #: Tag that removes an annotation.
 EXCLUDE_TAG = "exclude"
+#: Reject reason (and detail) of a row an ``exclude`` correction removes at ingest.
+EXCLUDED_BY_CORRECTION = "excluded by review correction"
+EXCLUDED_BY_CORRECTION_DETAIL = f"tag {EXCLUDE_TAG!r} in the review app"
 
 
 class CorrectionError(ValueError):
@@ -303,28 +306,17 @@ def apply_to_parsed(parsed: Any, corrections_df: Any) -> tuple[Any, int, int]:
     """Apply corrections to a reader's ``ParsedTables`` without losing a row.
 
     Relabelled rows keep their raw label and get the corrected canonical ``label``; excluded
-    rows move to the rejects with the reason ``excluded by review correction``, so
+    rows move to the rejects with the reason :data:`EXCLUDED_BY_CORRECTION`, so
     ``rows_in == annotations + rejects`` still holds. Returns ``(parsed, relabelled,
     excluded)``.
     """
     import dataclasses
 
-    import polars as pl
-
-    from curate.formats.schema import REJECT_SCHEMA
+    from curate.formats.schema import append_rejects, reject_frame
 
     annotations = parsed.annotations
     corrected, n_changed = apply_corrections(annotations, corrections_df)
     excluded = annotations.join(corrected.select("id"), on="id", how="anti")
-    moved = excluded.select(
-        pl.col("dataset").cast(pl.String),
-        pl.col("split").cast(pl.String),
-        pl.col("source_file").cast(pl.String),
-        pl.col("source_row").cast(pl.Int64),
-        pl.col("id").cast(pl.String),
-        pl.lit("excluded by review correction").alias("reason"),
-        pl.lit("tag 'exclude' in the review app").alias("detail"),
-    ).cast(REJECT_SCHEMA)
-    rejects = pl.concat([parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA), moved], how="vertical")
-    updated = dataclasses.replace(parsed, annotations=corrected, rejects=rejects)
+    moved = reject_frame(excluded, reason=EXCLUDED_BY_CORRECTION, detail=EXCLUDED_BY_CORRECTION_DETAIL)
+    updated = dataclasses.replace(parsed, annotations=corrected, rejects=append_rejects(parsed.rejects, moved))
     return updated, n_changed - excluded.height, excluded.height

@@ -59,7 +59,8 @@ class DatasetSpec:
         The balanced view's split is class-balanced as published (AffectNet's validation
         set), so it is used whole; otherwise a class-balanced subsample is drawn.
     votes, valence_arousal : bool
-        Whether rows carry annotator votes (FER+ vote modes apply) / valence and arousal.
+        Whether rows carry annotator votes (FER+ vote modes apply; the reader module then
+        also has ``read_votes(path)`` for ``curate ingest --votes-file``) / valence and arousal.
     landmark_points : int
         Landmarks per face in the TFDS examples (68 allows eye alignment; 0: none).
     default_policy : str

@@ -270,7 +270,7 @@ def test_ingest_from_a_built_tfds_dataset(tmp_path):
 
 def test_ingest_with_exclusions_moves_rows_to_rejects(tmp_path):
     from curate import audit
-    from curate.cli.workspace_cmds import EXCLUDED_AS_DUPLICATE
+    from curate.exclusions import EXCLUDED_AS_DUPLICATE
 
     votes = tmp_path / "fer2013new.csv"
     header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"

@@ -1,4 +1,4 @@
-"""Protocols and data fingerprints in the studies; FER+ vote disagreement; ``ingest --exclusions``."""
+"""Protocols and data fingerprints in the studies; FER+ vote disagreement."""
 
 from __future__ import annotations
 

@@ -560,6 +560,21 @@ def test_ferplus_exclusion_list_in_manual_dir(ferplus_synthetic, tmp_path):
     assert record["stage"] == "builder" and record["detail"] == f"duplicate of ferplus:{test_id}"
 
 
+def test_unreadable_exclusion_list_fails_the_build(ferplus_synthetic, tmp_path):
+    """A ``curate_exclusions.parquet`` that is not a usable list stops the build, naming the file."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in ("fer2013.csv", "fer2013new.csv"):
+        shutil.copy(ferplus_synthetic / name, manual / name)
+    (manual / common.EXCLUSIONS_FILE).write_text("id\nfer0000001\n")
+    with pytest.raises(AssertionError, match="not a readable Parquet exclusion list") as error:
+        build("ferplus", manual, tmp_path / "data")
+    assert str(manual / common.EXCLUSIONS_FILE) in str(error.value)
+    pl.DataFrame({"x": [1]}).write_parquet(manual / common.EXCLUSIONS_FILE)
+    with pytest.raises(AssertionError, match=r"curate_exclusions.parquet: no 'id' column \(columns: x\)"):
+        build("ferplus", manual, tmp_path / "data2")
+
+
 def _real_ferplus_csv() -> Path | None:
     candidates = [os.environ.get("FERPLUS_LABELS_CSV"), REPO.parent / "shared" / "data" / "ferplus" / "fer2013new.csv"]
     for candidate in candidates:

@@ -326,3 +326,21 @@ def test_exclude_list_drops_ids_from_training_and_holdout(tmp_path) -> None:
     assert loop.data_fingerprint(excluded_config, info) != loop.data_fingerprint(plain_config, info)
     with pytest.raises(TrainError, match="--exclude"):
         config("affectnet", exclude=str(tmp_path / "missing.parquet"))
+
+
+def test_exclude_list_errors_are_train_errors(tmp_path) -> None:
+    """``--exclude`` reads through ``curate.exclusions``; each bad file is one ``TrainError`` naming it."""
+    import polars as pl
+
+    missing = tmp_path / "missing.parquet"
+    with pytest.raises(TrainError, match=f"--exclude {missing}: no such file"):
+        config("affectnet", exclude=str(missing))
+    text = tmp_path / "list.parquet"
+    text.write_text("id\n1\n")
+    with pytest.raises(TrainError, match="--exclude .*list.parquet: not a readable Parquet exclusion list"):
+        config("affectnet", exclude=str(text))
+    pl.DataFrame({"x": [1]}).write_parquet(text)
+    with pytest.raises(TrainError, match=r"no 'id' column \(columns: x\)"):
+        config("affectnet", exclude=str(text))
+    pl.DataFrame({"id": ["b", "a", "b", None]}).write_parquet(text)
+    assert config("affectnet", exclude=str(text)).exclusions()[0] == ("b", "a")

@@ -54,6 +54,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
+from curate import exclusions
 from curate.formats.schema import FormatError
 
 # --------------------------------------------------------------------------------------
@@ -71,8 +72,8 @@ INVALID_PIXELS = "invalid pixels"
 INVALID_VOTES = "invalid votes"
 INVALID_LABEL = "invalid label"
 DUPLICATE_ID = "duplicate id"
-#: Rows whose id the manual dir's exclusion list names (same reason as ``curate ingest --exclusions``).
-EXCLUDED_DUPLICATE = "excluded as duplicate"
+#: Rows whose id the manual dir's exclusion list names (``curate.exclusions``, as ``curate ingest --exclusions``).
+EXCLUDED_DUPLICATE = exclusions.EXCLUDED_AS_DUPLICATE
 
 #: Optional exclusion list in the manual dir: the Parquet file of
 #: ``curate audit duplicates --exclusions-out`` (columns ``id`` and, optionally, ``dataset``
@@ -507,43 +508,6 @@ def beam_examples(
 
 
 # --------------------------------------------------------------------------------------
-# The exclusion list
-# --------------------------------------------------------------------------------------
-
-
-def read_exclusion_list(manual_dir: epath.PathLike, dataset: str) -> tuple[dict[str, str], str] | None:
-    """``({id: detail}, sha256)`` of ``manual_dir / EXCLUSIONS_FILE``, or ``None`` when absent.
-
-    Only rows of ``dataset`` count when the list has a ``dataset`` column. The detail names
-    the image kept (from ``group``) when the list has one. A file that is not a readable
-    Parquet table with an ``id`` column fails the build (an ignore list silently ignored
-    would be worse).
-    """
-    path = epath.Path(manual_dir) / EXCLUSIONS_FILE
-    if not path.exists():
-        return None
-    data = path.read_bytes()
-    try:
-        frame = pl.read_parquet(io.BytesIO(data))
-    except Exception as error:  # polars raises several error types for a non-Parquet file
-        raise AssertionError(f"{path}: not a readable Parquet exclusion list ({error})") from None
-    if "id" not in frame.columns:
-        raise AssertionError(f"{path}: no 'id' column (columns: {', '.join(frame.columns)})")
-    if "dataset" in frame.columns:
-        frame = frame.filter(pl.col("dataset").cast(pl.String) == dataset)
-    detail = (
-        pl.format("duplicate of {}", pl.col("group").cast(pl.String))
-        if "group" in frame.columns
-        else pl.lit(f"listed in {EXCLUSIONS_FILE}")
-    )
-    frame = frame.select(pl.col("id").cast(pl.String), detail.alias("detail")).drop_nulls("id")
-    listed = {}
-    for key, text in frame.iter_rows():
-        listed.setdefault(key, text or f"listed in {EXCLUSIONS_FILE}")
-    return listed, hashlib.sha256(data).hexdigest()
-
-
-# --------------------------------------------------------------------------------------
 # The ledger of one build
 # --------------------------------------------------------------------------------------
 
@@ -690,10 +654,14 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         except FormatError as error:
             raise AssertionError(format_error_message(error, self.MANUAL_DOWNLOAD_INSTRUCTIONS, manual_dir)) from error
         self._ledger = ledger = Ledger(self.name, tables, self.SPLIT_NAMES)
-        exclusions = read_exclusion_list(manual_dir, self.name)
-        excluded: dict[str, str] = {}
-        if exclusions is not None:  # its hash joins the annotation hashes: a new list, a new fingerprint
-            excluded, ledger.files[EXCLUSIONS_FILE] = exclusions
+        excluded = None
+        exclusions_path = epath.Path(manual_dir) / EXCLUSIONS_FILE
+        if exclusions_path.exists():  # its hash joins the annotation hashes: a new list, a new fingerprint
+            try:
+                listed = exclusions.read_exclusion_list(exclusions_path, name=EXCLUSIONS_FILE)
+            except exclusions.ExclusionListError as error:  # an ignore list silently ignored would be worse
+                raise AssertionError(str(error)) from None
+            excluded, ledger.files[EXCLUSIONS_FILE] = listed.for_dataset(self.name), listed.sha256
             ledger.files = dict(sorted(ledger.files.items()))
         fn, fn_kwargs = self._example_fn(manual_dir)
         table = self._ordered_unique(tables.annotations, ledger, excluded)
@@ -706,12 +674,13 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
             generators[split] = self._generate_examples(table=table, split=split, fn=fn, fn_kwargs=fn_kwargs)
         return generators
 
-    def _ordered_unique(self, annotations, ledger: Ledger, excluded: Mapping[str, str] | None = None):
+    def _ordered_unique(self, annotations, ledger: Ledger, excluded=None):
         """The annotation rows in split / source-file / row order, later duplicates of an id rejected.
 
         The readers already reject duplicate ids; this guards the TFDS keys (which must be
-        unique) should a reader ever let one through. Rows whose id ``excluded`` names (the
-        manual dir's exclusion list) are rejected as ``excluded as duplicate``.
+        unique) should a reader ever let one through. Rows whose id ``excluded`` (the
+        ``id, detail`` rows of the manual dir's exclusion list) names are rejected as
+        ``excluded as duplicate``.
         """
         order = {split: i for i, split in enumerate(self.SPLIT_NAMES)}
         table = annotations.filter(pl.col("split").is_in(list(self.SPLIT_NAMES)))
@@ -722,12 +691,10 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
             for row in table.filter(~first).iter_rows(named=True):
                 ledger.add(reject_record(row, DUPLICATE_ID, f"id {row['id']!r} already used by an earlier row"))
             table = table.filter(first)
-        if excluded:
-            hit = table.get_column("id").cast(pl.String).is_in(list(excluded))
-            if hit.any():
-                for row in table.filter(hit).iter_rows(named=True):
-                    ledger.add(reject_record(row, EXCLUDED_DUPLICATE, excluded[str(row["id"])]))
-                table = table.filter(~hit)
+        if excluded is not None and excluded.height:
+            table, matched = exclusions.match(table, excluded)
+            for row in matched.iter_rows(named=True):
+                ledger.add(reject_record(row, EXCLUDED_DUPLICATE, row[exclusions.DETAIL_COLUMN]))
         return table.select(self._row_columns([c for c in table.columns if c != "_split_order"]))
 
     def _generate_examples(self, table, split, fn, fn_kwargs):

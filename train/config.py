@@ -233,33 +233,22 @@ class TrainConfig:
     def exclusions(self) -> tuple[tuple[str, ...], str] | None:
         """``(ids, sha256)`` of ``--exclude`` for this run's dataset, or ``None`` without one.
 
-        Only rows of ``dataset`` count when the list has a ``dataset`` column (the audit's
-        file does); ids are distinct, in file order. Read once and kept.
+        Read by :mod:`curate.exclusions` (only rows of ``dataset`` count when the list has a
+        ``dataset`` column; ids distinct, in file order); its errors become
+        :class:`TrainError`. Read once and kept.
         """
         if self.exclude is None:
             return None
         cached = getattr(self, "_exclusions_cache", None)
         if cached is not None and cached[0] == self.exclude:
             return cached[1]
-        import hashlib
-        import io
+        from curate.exclusions import ExclusionListError, read_exclusion_list
 
-        import polars as pl
-
-        path = Path(self.exclude)
-        if not path.is_file():
-            raise TrainError(f"--exclude: no such file {self.exclude!r} (give a Parquet exclusion list)")
-        raw = path.read_bytes()
         try:
-            frame = pl.read_parquet(io.BytesIO(raw))
-        except Exception as error:  # polars raises several error types for a non-Parquet file
-            raise TrainError(f"--exclude {self.exclude}: not a readable Parquet file ({error})") from None
-        if "id" not in frame.columns:
-            raise TrainError(f"--exclude {self.exclude}: no 'id' column (columns: {', '.join(frame.columns)})")
-        if "dataset" in frame.columns:
-            frame = frame.filter(pl.col("dataset").cast(pl.String) == self.dataset)
-        ids = tuple(dict.fromkeys(frame.get_column("id").cast(pl.String).drop_nulls().to_list()))
-        result = (ids, hashlib.sha256(raw).hexdigest())
+            listed = read_exclusion_list(self.exclude, option="--exclude")
+        except ExclusionListError as error:
+            raise TrainError(str(error)) from None
+        result = (listed.ids(self.dataset), listed.sha256)
         object.__setattr__(self, "_exclusions_cache", (self.exclude, result))
         return result
 

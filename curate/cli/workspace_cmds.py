@@ -1,7 +1,8 @@
 """`curate ingest`, `curate balance`, `curate remap` and `curate study remap`.
 
-Thin Typer commands over :mod:`curate.workspace` and :mod:`curate.studies`; every library
-import happens inside the command so ``curate --help`` stays fast.
+Thin Typer commands over :mod:`curate.ingest` and :mod:`curate.studies`: they parse the
+arguments, call one library function and print its result. Every library import happens
+inside the command so ``curate --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -78,46 +79,36 @@ def ingest_command(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Read a dataset's annotation files (no images) into the workspace, in one schema."""
-    import time
+    from curate.ingest import ingest_source
 
-    from curate.workspace import check_dataset
-
-    sources = [s for s in (manual_dir, tfds_dir, votes_file) if s is not None]
-    if len(sources) != 1:
-        fail("give exactly one of --manual-dir, --tfds-dir or --votes-file")
     try:
-        check_dataset(dataset)
-        if votes_file is not None and dataset != "ferplus":
-            fail("--votes-file is only for ferplus")
-        started = time.perf_counter()
-        parsed, source = _read_source(
-            dataset, manual_dir=manual_dir, tfds_dir=tfds_dir, config=tfds_config, votes_file=votes_file
+        outcome = ingest_source(
+            _workspace(workspace),
+            dataset,
+            manual_dir=manual_dir,
+            tfds_dir=tfds_dir,
+            config=tfds_config,
+            votes_file=votes_file,
+            corrections=corrections,
+            exclusions=exclusions,
+            show_rejects=show_rejects,
+            rejects_out=rejects_out,
         )
-        if corrections is not None:
-            from curate.corrections import apply_to_parsed, read_corrections
-
-            parsed, relabelled, excluded = apply_to_parsed(parsed, read_corrections(corrections))
-            console.print(f"corrections {corrections}: {relabelled:,} rows relabelled, {excluded:,} excluded")
-        if exclusions is not None:
-            parsed, excluded, listed = apply_exclusions(parsed, read_exclusions(exclusions), dataset)
-            console.print(
-                f"exclusions {exclusions}: {excluded:,} rows excluded as duplicates "
-                f"({listed:,} ids listed for {dataset})"
-            )
-        ws = _workspace(workspace)
-        summary = ws.ingest(parsed, dataset=dataset, source=source)
-        elapsed = time.perf_counter() - started
-        rejects = ws.rejects(dataset, limit=show_rejects) if show_rejects else None
-        if rejects_out is not None:
-            ws.export_parquet(
-                "SELECT * FROM rejects WHERE dataset = ? ORDER BY source_file, source_row", rejects_out, [dataset]
-            )
     except _user_errors() as error:
         fail(str(error))
+    if outcome.corrections is not None:
+        relabelled, excluded = outcome.corrections
+        console.print(f"corrections {corrections}: {relabelled:,} rows relabelled, {excluded:,} excluded")
+    if outcome.exclusions is not None:
+        excluded, listed = outcome.exclusions
+        console.print(
+            f"exclusions {exclusions}: {excluded:,} rows excluded as duplicates ({listed:,} ids listed for {dataset})"
+        )
+    summary, rejects = outcome.summary, outcome.rejects
     from rich.table import Table
 
-    console.print(f"workspace: {ws.root}")
-    console.print(f"{dataset} ingested in {elapsed:.2f} s")
+    console.print(f"workspace: {outcome.workspace}")
+    console.print(f"{dataset} ingested in {outcome.seconds:.2f} s")
     table = Table(title="rows per split")
     table.add_column("split", style="cyan")
     table.add_column("rows", justify="right")
@@ -146,91 +137,8 @@ def ingest_command(
                 )
             )
         print_table(listing)
-    if rejects_out is not None:
-        console.print(f"rejects written to {rejects_out}")
-
-
-EXCLUDED_AS_DUPLICATE = "excluded as duplicate"
-
-
-def read_exclusions(path: Path) -> Any:
-    """Read an exclusion list (``curate.audit.write_exclusions``: ``dataset, id, split, group``)."""
-    import polars as pl
-
-    if not Path(path).is_file():
-        raise ValueError(f"--exclusions {path}: no such file")
-    try:
-        frame = pl.read_parquet(path)
-    except Exception as error:  # polars raises several error types for a non-Parquet file
-        raise ValueError(f"--exclusions {path}: not a readable Parquet file ({error})") from None
-    if "id" not in frame.columns:
-        raise ValueError(f"--exclusions {path}: no 'id' column (columns: {', '.join(frame.columns)})")
-    return frame
-
-
-def apply_exclusions(parsed: Any, exclusions: Any, dataset: str) -> tuple[Any, int, int]:
-    """Move the rows an exclusion list names to the rejects, without losing a row.
-
-    Only the list's rows of ``dataset`` count (all of them when it has no ``dataset``
-    column). Matched annotations leave ``parsed.annotations`` and join ``parsed.rejects``
-    with the reason ``excluded as duplicate`` (detail: the image kept, from ``group``), so
-    ``rows_in == annotations + rejects`` still holds. Returns ``(parsed, excluded, listed)``:
-    rows moved and distinct ids the list names for ``dataset``.
-    """
-    import dataclasses
-
-    import polars as pl
-
-    from curate.formats.schema import REJECT_SCHEMA
-
-    listed = exclusions
-    if "dataset" in listed.columns:
-        listed = listed.filter(pl.col("dataset").cast(pl.String) == dataset)
-    detail = (
-        pl.format("duplicate of {}", pl.col("group").cast(pl.String))
-        if "group" in listed.columns
-        else pl.lit("listed in the exclusion list")
-    )
-    listed = listed.select(pl.col("id").cast(pl.String), detail.alias("detail")).unique(
-        "id", keep="first", maintain_order=True
-    )
-    annotations = parsed.annotations
-    keyed = annotations.with_columns(pl.col("id").cast(pl.String).alias("_exclusion_id"))
-    matched = keyed.join(listed.rename({"id": "_exclusion_id"}), on="_exclusion_id", how="inner")
-    if matched.height == 0:
-        return parsed, 0, listed.height
-    kept = keyed.join(listed.rename({"id": "_exclusion_id"}), on="_exclusion_id", how="anti").drop("_exclusion_id")
-    moved = matched.select(
-        pl.col("dataset").cast(pl.String),
-        pl.col("split").cast(pl.String),
-        pl.col("source_file").cast(pl.String),
-        pl.col("source_row").cast(pl.Int64),
-        pl.col("id").cast(pl.String),
-        pl.lit(EXCLUDED_AS_DUPLICATE).alias("reason"),
-        pl.col("detail").fill_null("listed in the exclusion list"),
-    ).cast(REJECT_SCHEMA)
-    rejects = pl.concat([parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA), moved], how="vertical")
-    return dataclasses.replace(parsed, annotations=kept, rejects=rejects), matched.height, listed.height
-
-
-def _read_source(
-    dataset: str, *, manual_dir: Path | None, tfds_dir: Path | None, config: str | None, votes_file: Path | None
-) -> tuple[Any, str]:
-
-    if tfds_dir is not None:
-        from curate.workspace import read_tfds
-
-        return read_tfds(tfds_dir, dataset, config=config), f"tfds:{tfds_dir}"
-    if votes_file is not None:
-        from curate.formats import ferplus
-
-        return ferplus.read_votes(votes_file), f"votes:{votes_file}"
-    assert manual_dir is not None
-    if not manual_dir.is_dir():
-        raise ValueError(f"--manual-dir {manual_dir}: no such folder")
-    from curate import datasets
-
-    return datasets.read(dataset, manual_dir), str(manual_dir)
+    if outcome.rejects_out is not None:
+        console.print(f"rejects written to {outcome.rejects_out}")
 
 
 @app.command("balance")
@@ -243,7 +151,7 @@ def balance_command(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Class counts, balance metrics, class weights and resampling plans per split."""
-    from curate.studies.balance import balance
+    from curate.studies.balance import REPORTED_WEIGHT_METHODS, balance
 
     try:
         report = balance(_workspace(workspace), dataset=dataset, policy=policy, split=split, beta=beta)
@@ -270,9 +178,7 @@ def balance_command(
             "count",
             "share",
             "eff. number",
-            "w inverse",
-            "w sqrt",
-            "w effective",
+            *(f"w {method}" for method in REPORTED_WEIGHT_METHODS),
             "subsample",
             "oversample",
         ):
@@ -284,7 +190,7 @@ def balance_command(
                 f"{summary['counts'][i]:,}",
                 f"{100 * summary['shares'][i]:.1f}%",
                 f"{summary['effective_number'][i]:.1f}",
-                *(f"{weights[m][i]:.3f}" if weights else "–" for m in ("inverse", "sqrt", "effective")),
+                *(f"{weights[m][i]:.3f}" if weights else "–" for m in REPORTED_WEIGHT_METHODS),
                 f"{summary['subsample_plan'][i]:,}",
                 f"{summary['oversample_plan'][i]:,}",
             )

@@ -82,3 +82,28 @@ class FormatError(ValueError):
 
 def empty_rejects() -> pl.DataFrame:
     return pl.DataFrame(schema=REJECT_SCHEMA)
+
+
+def reject_frame(rows: Any, *, reason: str | pl.Expr, detail: str | pl.Expr | None = None) -> Any:
+    """The rejects (:data:`REJECT_SCHEMA`, in its order and dtypes) of annotation-like ``rows``.
+
+    ``rows`` (a Polars ``DataFrame`` or ``LazyFrame``) needs ``dataset``, ``split``,
+    ``source_file``, ``source_row`` and ``id``; ``reason`` and ``detail`` are either one
+    text for every row or an expression over ``rows`` (e.g. ``pl.col("_reason")``). A null
+    ``detail`` stays null.
+    """
+
+    def text(value: str | pl.Expr | None) -> pl.Expr:
+        return value if isinstance(value, pl.Expr) else pl.lit(value, dtype=pl.String)
+
+    return rows.select(
+        *(pl.col(column) for column in ("dataset", "split", "source_file", "source_row", "id")),
+        text(reason).alias("reason"),
+        text(detail).alias("detail"),
+    ).cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+
+
+def append_rejects(rejects: pl.DataFrame, *more: pl.DataFrame) -> pl.DataFrame:
+    """``rejects`` then ``more``, one table in :data:`REJECT_SCHEMA` (extra columns dropped, rows kept in order)."""
+    parts = [part.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA) for part in (rejects, *more)]  # type: ignore[arg-type]
+    return pl.concat(parts, how="vertical")

@@ -2,8 +2,9 @@
 
 Public API
 ----------
-* :func:`class_weights` -- per-class loss weights (``none``, ``inverse``, ``sqrt``,
-  ``effective``), normalised to a mean weight of 1 over samples. The trainer imports it.
+* :func:`class_weights` -- per-class loss weights (:data:`CLASS_WEIGHT_METHODS`: ``none``,
+  ``inverse``, ``sqrt``, ``effective``), normalised to a mean weight of 1 over samples. The
+  trainer imports it.
 * :func:`class_frequency_holdout` -- the deterministic class-frequency hold-out of training
   ids (AffectNet's second validation view). The trainer uses the same function.
 * :func:`curate.studies.balance.balance`, :func:`curate.studies.remap.remap`,
@@ -21,10 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from curate.studies.balance import WEIGHT_METHODS, class_weights
+from curate import datasets
+from curate.studies.balance import CLASS_WEIGHT_METHODS, REPORTED_WEIGHT_METHODS, WEIGHT_METHODS, class_weights
 from curate.studies.holdout import class_frequency_holdout, holdout_sql, in_holdout
 
 __all__ = [
+    "CLASS_WEIGHT_METHODS",
+    "REPORTED_WEIGHT_METHODS",
     "WEIGHT_METHODS",
     "StudyOutcome",
     "class_frequency_holdout",
@@ -80,7 +84,7 @@ def run_remap_study(
             seed=seed,
             beta=beta,
         )
-        if dataset == "ferplus":
+        if datasets.get(dataset).votes:
             from curate.studies.ferplus_modes import has_votes, vote_mode_study
 
             if has_votes(workspace):

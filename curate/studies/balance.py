@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from curate import labels
+from curate.studies.counting import class_counts_duckdb
 from curate.studies.holdout import class_frequency_holdout  # noqa: F401  (also importable from here)
 
 DEFAULT_BETA = 0.999
@@ -80,6 +81,10 @@ WEIGHT_METHODS: Mapping[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "sqrt": _weights_sqrt,
     "effective": _weights_effective,
 }
+#: The class-weight method names, in order: ``none``, ``inverse``, ``sqrt``, ``effective``.
+CLASS_WEIGHT_METHODS: tuple[str, ...] = tuple(WEIGHT_METHODS)
+#: Methods whose weights :func:`balance_summary` reports (``none`` is all ones).
+REPORTED_WEIGHT_METHODS: tuple[str, ...] = tuple(m for m in CLASS_WEIGHT_METHODS if m != "none")
 
 
 def class_weights(counts: Any, method: str = "inverse", *, beta: float = DEFAULT_BETA) -> np.ndarray:
@@ -89,7 +94,7 @@ def class_weights(counts: Any, method: str = "inverse", *, beta: float = DEFAULT
     ----------
     counts : sequence of int
         Rows per class, in class-index order.
-    method : {"none", "inverse", "sqrt", "effective"}, default "inverse"
+    method : one of :data:`CLASS_WEIGHT_METHODS`, default "inverse"
         ``none``: all 1; ``inverse``: ``1 / n_c``; ``sqrt``: ``1 / sqrt(n_c)``;
         ``effective``: ``1 / E_c`` with Cui et al.'s effective number (see ``beta``).
     beta : float, default 0.999
@@ -161,7 +166,7 @@ def balance_summary(counts: Any, classes: Sequence[str], *, beta: float = DEFAUL
         "normalized_entropy": normalized_entropy(n),
         "beta": beta,
         "effective_number": effective_number(n, beta).tolist(),
-        "weights": {m: class_weights(n, m, beta=beta).tolist() for m in WEIGHT_METHODS if m != "none"} if total else {},
+        "weights": {m: class_weights(n, m, beta=beta).tolist() for m in REPORTED_WEIGHT_METHODS} if total else {},
         "subsample_plan": subsample_plan(n).tolist(),
         "oversample_plan": oversample_plan(n).tolist(),
     }
@@ -191,8 +196,6 @@ def counts_by_split(
     con: Any, policy: labels.LabelPolicy, *, datasets: Sequence[str], split: str | None = None
 ) -> dict[tuple[str, str], np.ndarray]:
     """DuckDB: ``(dataset, split) -> int64[K + 1]`` rows per policy class, last = dropped."""
-    from curate.studies.remap import class_counts_duckdb
-
     return class_counts_duckdb(con, policy, datasets=datasets, split=split)
 
 

@@ -2,13 +2,9 @@
 
 Scope
 -----
-* The two computations every policy study rests on, in both engines, giving identical
-  numbers (a test holds them to it): rows per (dataset, split, policy class) and the
-  transition matrix (canonical label -> policy class or dropped).
-  DuckDB: :func:`class_counts_duckdb`, :func:`transition_matrix_duckdb` (SQL over the
-  workspace tables, policy via ``LabelPolicy.sql_case``); Polars lazy:
-  :func:`class_counts_polars`, :func:`transition_matrix_polars`, :func:`remap_frame`
-  (policy via ``LabelPolicy.polars_expr``).
+* The counting itself (rows per class, transition matrices, in DuckDB and Polars) lives in
+  :mod:`curate.studies.counting`; :func:`class_counts_duckdb` and
+  :func:`transition_matrix_duckdb` are also importable from here.
 * :func:`remap`: store a policy's labels in the workspace (view ``remapped``), optionally
   export them to Parquet, and return the transition matrix and the new balance.
 * :func:`policy_study`: the side-by-side comparison behind ``curate study remap`` -- data
@@ -29,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from curate import labels
+from curate import datasets, labels
 from curate.studies import balance as _balance
+from curate.studies.counting import class_counts_duckdb, sql_list, transition_matrix_duckdb
 from curate.studies.holdout import DEFAULT_FRACTION, DEFAULT_SEED, holdout_sql
 
 #: Policies compared by ``curate study remap`` when none are named.
@@ -43,135 +40,6 @@ DEFAULT_STUDY_POLICIES: tuple[str, ...] = (
 )
 #: Labels whose valence/arousal the study compares with Neutral's.
 VA_FOCUS_LABELS: tuple[int, ...] = (7, 8)
-
-
-def _sql_list(values: Sequence[str]) -> str:
-    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
-
-
-def _split_order(split: str) -> tuple[int, str]:
-    order = ("train", "validation", "test")
-    return (order.index(split) if split in order else 99, split)
-
-
-# --------------------------------------------------------------------------------------
-# Shared computations, DuckDB
-# --------------------------------------------------------------------------------------
-
-
-def class_counts_duckdb(
-    con: Any,
-    policy: labels.LabelPolicy,
-    *,
-    datasets: Sequence[str],
-    split: str | None = None,
-    table: str = "annotations",
-    where: str = "",
-) -> dict[tuple[str, str], np.ndarray]:
-    """``(dataset, split) -> int64[K + 1]``: rows per policy class, last entry dropped rows."""
-    k = policy.num_classes
-    extra = " AND split = ?" if split is not None else ""
-    # Count per canonical label first, then map the few aggregated rows through the policy:
-    # the same numbers as mapping every row, without evaluating the CASE per row.
-    rows = con.execute(
-        f"WITH per_label AS (SELECT dataset, split, label, count(*) AS n FROM {table} "
-        f"WHERE dataset IN {_sql_list(datasets)}{extra}{(' AND ' + where) if where else ''} GROUP BY ALL) "
-        f"SELECT dataset::VARCHAR, split::VARCHAR, coalesce({policy.sql_case('label')}, {k}) AS c, sum(n)::BIGINT "
-        "FROM per_label GROUP BY ALL",
-        [split] if split is not None else [],
-    ).fetchall()
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for dataset, split_name, c, n in rows:
-        out.setdefault((dataset, split_name), np.zeros(k + 1, dtype=np.int64))[c] += n
-    order = {d: i for i, d in enumerate(datasets)}
-    return dict(sorted(out.items(), key=lambda kv: (order[kv[0][0]], _split_order(kv[0][1]))))
-
-
-def transition_matrix_duckdb(
-    con: Any,
-    policy: labels.LabelPolicy,
-    *,
-    datasets: Sequence[str],
-    split: str | None = None,
-    table: str = "annotations",
-) -> np.ndarray:
-    """``int64[11, K + 1]``: rows of each canonical label going to each class (last column dropped)."""
-    k = policy.num_classes
-    extra = " AND split = ?" if split is not None else ""
-    rows = con.execute(
-        f"WITH per_label AS (SELECT label, count(*) AS n FROM {table} "
-        f"WHERE dataset IN {_sql_list(datasets)}{extra} GROUP BY ALL) "
-        f"SELECT label, coalesce({policy.sql_case('label')}, {k}) AS c, sum(n)::BIGINT FROM per_label GROUP BY ALL",
-        [split] if split is not None else [],
-    ).fetchall()
-    matrix = np.zeros((labels.NUM_CANONICAL, k + 1), dtype=np.int64)
-    for label, c, n in rows:
-        matrix[label, c] += n
-    return matrix
-
-
-# --------------------------------------------------------------------------------------
-# Shared computations, Polars (lazy)
-# --------------------------------------------------------------------------------------
-
-
-def remap_frame(frame: Any, policy: labels.LabelPolicy) -> Any:
-    """Polars lazy transform: add ``class_index`` (Int8, null = dropped) and ``class_name``."""
-    import polars as pl
-
-    index = policy.polars_expr("label").alias("class_index")
-    names = pl.Series("classes", list(policy.classes), dtype=pl.String)
-    return (
-        frame.lazy()
-        .with_columns(index)
-        .with_columns(
-            pl.col("class_index")
-            .cast(pl.Int64)
-            .replace_strict(list(range(policy.num_classes)), names, default=None, return_dtype=pl.String)
-            .alias("class_name")
-        )
-    )
-
-
-def class_counts_polars(
-    frame: Any, policy: labels.LabelPolicy, *, split: str | None = None
-) -> dict[tuple[str, str], np.ndarray]:
-    """Polars form of :func:`class_counts_duckdb` over a frame with ``dataset``, ``split``, ``label``."""
-    import polars as pl
-
-    k = policy.num_classes
-    lazy = frame.lazy()
-    if split is not None:
-        lazy = lazy.filter(pl.col("split") == split)
-    grouped = (
-        lazy.select("dataset", "split", policy.polars_expr("label").cast(pl.Int64).fill_null(k).alias("c"))
-        .group_by("dataset", "split", "c")
-        .len()
-        .collect()
-    )
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for dataset, split_name, c, n in grouped.iter_rows():
-        out.setdefault((dataset, split_name), np.zeros(k + 1, dtype=np.int64))[c] += n
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], _split_order(kv[0][1]))))
-
-
-def transition_matrix_polars(frame: Any, policy: labels.LabelPolicy, *, split: str | None = None) -> np.ndarray:
-    """Polars form of :func:`transition_matrix_duckdb`."""
-    import polars as pl
-
-    k = policy.num_classes
-    lazy = frame.lazy()
-    if split is not None:
-        lazy = lazy.filter(pl.col("split") == split)
-    grouped = (
-        lazy.select(pl.col("label").cast(pl.Int64), policy.polars_expr("label").cast(pl.Int64).fill_null(k).alias("c"))
-        .group_by("label", "c")
-        .len()
-        .collect()
-    )
-    matrix = np.zeros((labels.NUM_CANONICAL, k + 1), dtype=np.int64)
-    np.add.at(matrix, (grouped["label"].to_numpy(), grouped["c"].to_numpy()), grouped["len"].to_numpy())
-    return matrix
 
 
 # --------------------------------------------------------------------------------------
@@ -265,7 +133,7 @@ def remap(
         out_path.parent.mkdir(parents=True, exist_ok=True)
     with workspace.connect(write=True) as con:
         datasets = workspace.require_datasets(con, dataset)
-        in_list = _sql_list(datasets)
+        in_list = sql_list(datasets)
         workspace.record_policy(con, resolved, datasets)
         transitions = {name: transition_matrix_duckdb(con, resolved, datasets=[name]) for name in datasets}
         counts = class_counts_duckdb(con, resolved, datasets=datasets)
@@ -425,6 +293,12 @@ def policy_runs(runs: Sequence[Mapping[str, Any]], policy: str) -> list[dict[str
     return out
 
 
+def _balanced_as_published(dataset: str) -> str | None:
+    """The split published class-balanced (AffectNet's validation set), else ``None``."""
+    spec = datasets.get(dataset)
+    return spec.balanced_view_split if spec.balanced_split_is_balanced else None
+
+
 def policy_study(
     workspace: Any,
     dataset: str,
@@ -501,7 +375,7 @@ def policy_study(
         "kind": "remap",
         "dataset": dataset,
         "splits": splits,
-        "balanced_view": "validation" if dataset == "affectnet" else None,
+        "balanced_view": _balanced_as_published(dataset),
         "policies": names,
         "canonical_names": list(labels.CANONICAL_NAMES),
         "canonical_counts": {s: v[:-1].tolist() for (_, s), v in canonical_counts.items()},

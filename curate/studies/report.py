@@ -18,6 +18,7 @@ import numpy as np
 
 from curate import labels
 from curate.studies import remap
+from curate.studies.balance import REPORTED_WEIGHT_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,19 +101,28 @@ def write_report(
 
 
 def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> tuple[str, list[Path]]:
-    dataset = results["dataset"]
-    per_policy = results["per_policy"]
-    names = results["policies"]
-    balanced = results.get("balanced_view")
-    out = [f"# Label policies compared on {dataset}", ""]
+    """The policy comparison: summary, evaluation views, runs, class counts, V/A, figures."""
+    out = [f"# Label policies compared on {results['dataset']}", ""]
     out.append(
         "Every number below is also in `study.json`. Rows are annotation rows as ingested; "
         "`kept` excludes rows a policy drops."
     )
-    out += ["", "## Summary", ""]
+    out += _policy_summary_section(results)
+    out += _evaluation_views_section(results)
+    out += _registered_runs_section(results)
+    out += _class_counts_section(results)
+    va = results.get("va")
+    if va:
+        out += _va_section(va)
+    figure_lines, figures = _remap_figures(results, folder, va_points)
+    return "\n".join(out + figure_lines), figures
+
+
+def _policy_summary_section(results: Mapping[str, Any]) -> list[str]:
+    """One row per policy: classes, train rows kept, balance and the mapping in words."""
     rows = []
-    for name in names:
-        entry = per_policy[name]
+    for name in results["policies"]:
+        entry = results["per_policy"][name]
         train = entry["balance"].get("train", {})
         rows.append(
             [
@@ -125,14 +135,16 @@ def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> t
                 entry["mapping_summary"],
             ]
         )
-    out.append(
-        md_table(
-            ["policy", "classes", "train kept", "train kept %", "imbalance max/min", "norm. entropy", "mapping"], rows
-        )
-    )
+    headers = ["policy", "classes", "train kept", "train kept %", "imbalance max/min", "norm. entropy", "mapping"]
+    return ["", "## Summary", "", md_table(headers, rows)]
 
-    out += ["", "## Evaluation views", ""]
+
+def _evaluation_views_section(results: Mapping[str, Any]) -> list[str]:
+    """What trivial predictors score on each evaluation view under each policy."""
+    per_policy = results["per_policy"]
+    balanced = results.get("balanced_view")
     hold = results["holdout"]
+    out = ["", "## Evaluation views", ""]
     out.append(
         f"`class_frequency` is the hold-out of train by `class_frequency_holdout` (fraction {hold['fraction']}, "
         f"seed {hold['seed']}; rule: {hold['rule']}): {hold['rows']:,} rows."
@@ -143,7 +155,7 @@ def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> t
     out.append("")
     view_names = list(next(iter(per_policy.values()))["views"])
     rows = []
-    for name in names:
+    for name in results["policies"]:
         for view in view_names:
             summary = per_policy[name]["views"][view]
             rows.append(
@@ -158,59 +170,63 @@ def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> t
                     summary["normalized_entropy"],
                 ]
             )
-    out.append(
-        md_table(
-            ["policy", "view", "rows kept", "dropped", "largest class", "majority acc.", "chance", "norm. entropy"],
-            rows,
-        )
-    )
-    runs = [(n, r) for n in names for r in _policy_runs(per_policy[n])]
-    out += ["", "## Registered runs", ""]
-    if runs:
-        columns = remap.run_columns([r for _, r in runs])
-        out += [
-            "One row per policy, protocol card, data fingerprint and recipe (the newest run of each seed): runs "
-            "measured under different protocols, on different data or with different recipes are listed apart, "
-            "never averaged; several seeds of one recipe show mean ± sd. *Accuracy* is the share of a view's rows "
-            "predicted right, *balanced accuracy* the mean recall over its classes (`curate train compare` adds "
-            "intervals and trivial baselines).",
-            "",
-            md_table(
-                ["policy", "run", "protocol", "data fingerprint", *(remap.RUN_COLUMNS[c] for c in columns)],
-                [
-                    [
-                        f"`{n}`",
-                        r["name"],
-                        f"`{r['protocol']}`" if r.get("protocol") else "–",
-                        f"`{r['data_fingerprint']}`" if r.get("data_fingerprint") else "–",
-                        *(remap.run_figure(r, view, metric) for view, metric in columns),
-                    ]
-                    for n, r in runs
-                ],
-            ),
-        ]
-    else:
-        out.append("No training runs registered for these policies yet (`Workspace.register_run`).")
+    headers = ["policy", "view", "rows kept", "dropped", "largest class", "majority acc.", "chance", "norm. entropy"]
+    out.append(md_table(headers, rows))
+    return out
 
-    out += ["", "## Class counts per policy (train)", ""]
-    for name in names:
-        entry = per_policy[name]
-        train = entry["balance"].get("train")
+
+def _registered_runs_section(results: Mapping[str, Any]) -> list[str]:
+    """One row per policy, protocol, data fingerprint and recipe of the registered runs."""
+    names = results["policies"]
+    runs = [(n, r) for n in names for r in _policy_runs(results["per_policy"][n])]
+    out = ["", "## Registered runs", ""]
+    if not runs:
+        out.append("No training runs registered for these policies yet (`Workspace.register_run`).")
+        return out
+    columns = remap.run_columns([r for _, r in runs])
+    out += [
+        "One row per policy, protocol card, data fingerprint and recipe (the newest run of each seed): runs "
+        "measured under different protocols, on different data or with different recipes are listed apart, "
+        "never averaged; several seeds of one recipe show mean ± sd. *Accuracy* is the share of a view's rows "
+        "predicted right, *balanced accuracy* the mean recall over its classes (`curate train compare` adds "
+        "intervals and trivial baselines).",
+        "",
+        md_table(
+            ["policy", "run", "protocol", "data fingerprint", *(remap.RUN_COLUMNS[c] for c in columns)],
+            [
+                [
+                    f"`{n}`",
+                    r["name"],
+                    f"`{r['protocol']}`" if r.get("protocol") else "–",
+                    f"`{r['data_fingerprint']}`" if r.get("data_fingerprint") else "–",
+                    *(remap.run_figure(r, view, metric) for view, metric in columns),
+                ]
+                for n, r in runs
+            ],
+        ),
+    ]
+    return out
+
+
+def _class_counts_section(results: Mapping[str, Any]) -> list[str]:
+    """Per policy, the train counts, shares, class weights and resampling plans."""
+    out = ["", "## Class counts per policy (train)", ""]
+    for name in results["policies"]:
+        train = results["per_policy"][name]["balance"].get("train")
         if not train:
             continue
         weights = train.get("weights", {})
+        missing = [None] * len(train["counts"])
         out += [f"### `{name}`", ""]
         out.append(
             md_table(
-                ["class", "count", "share", "w inverse", "w sqrt", "w effective", "subsample", "oversample"],
+                ["class", "count", "share", *(f"w {m}" for m in REPORTED_WEIGHT_METHODS), "subsample", "oversample"],
                 [
                     [
                         c,
                         train["counts"][i],
                         _pct(train["shares"][i]),
-                        weights.get("inverse", [None] * len(train["counts"]))[i],
-                        weights.get("sqrt", [None] * len(train["counts"]))[i],
-                        weights.get("effective", [None] * len(train["counts"]))[i],
+                        *(weights.get(m, missing)[i] for m in REPORTED_WEIGHT_METHODS),
                         train["subsample_plan"][i],
                         train["oversample_plan"][i],
                     ]
@@ -219,83 +235,85 @@ def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> t
             )
         )
         out.append("")
+    return out
 
-    va = results.get("va")
-    if va:
-        out += ["## Valence and arousal: do merged labels look like Neutral?", ""]
-        out.append(
-            "Only rows with annotated V/A enter (AffectNet's -2 sentinel never does). Distances to Neutral: "
-            "1-D Wasserstein and energy distances on every row; 2-D energy distance on a random sample of at most "
-            f"{va['sample']:,} rows per side. The other emotions' distances give the scale."
+
+def _va_section(va: Mapping[str, Any]) -> list[str]:
+    """Valence/arousal per label, distances to Neutral, and what Neutral becomes under merges."""
+    out = ["## Valence and arousal: do merged labels look like Neutral?", ""]
+    out.append(
+        "Only rows with annotated V/A enter (AffectNet's -2 sentinel never does). Distances to Neutral: "
+        "1-D Wasserstein and energy distances on every row; 2-D energy distance on a random sample of at most "
+        f"{va['sample']:,} rows per side. The other emotions' distances give the scale."
+    )
+    out.append("")
+    rows = []
+    for name, entry in va["per_label"].items():
+        d = entry.get("vs_neutral", {})
+        rows.append(
+            [
+                ("**" + name + "**") if name in va["focus"] else name,
+                entry["n_va"],
+                entry["n_without_va"],
+                entry["valence_mean"],
+                entry["valence_std"],
+                entry["arousal_mean"],
+                entry["arousal_std"],
+                d.get("wasserstein_valence"),
+                d.get("wasserstein_arousal"),
+                d.get("energy_2d"),
+            ]
         )
-        out.append("")
-        rows = []
-        for name, entry in va["per_label"].items():
-            d = entry.get("vs_neutral", {})
-            rows.append(
-                [
-                    ("**" + name + "**") if name in va["focus"] else name,
-                    entry["n_va"],
-                    entry["n_without_va"],
-                    entry["valence_mean"],
-                    entry["valence_std"],
-                    entry["arousal_mean"],
-                    entry["arousal_std"],
-                    d.get("wasserstein_valence"),
-                    d.get("wasserstein_arousal"),
-                    d.get("energy_2d"),
-                ]
-            )
+    headers = [
+        "label",
+        "rows with V/A",
+        "without",
+        "valence mean",
+        "sd",
+        "arousal mean",
+        "sd",
+        "W1 valence",
+        "W1 arousal",
+        "energy 2-D",
+    ]
+    out.append(md_table(headers, rows))
+    if va["merged_neutral"]:
+        out += ["", "What the Neutral class becomes under each policy that merges into it:", ""]
         out.append(
             md_table(
+                ["policy", "labels in the class", "rows without V/A", "W1 valence", "W1 arousal", "energy 2-D"],
                 [
-                    "label",
-                    "rows with V/A",
-                    "without",
-                    "valence mean",
-                    "sd",
-                    "arousal mean",
-                    "sd",
-                    "W1 valence",
-                    "W1 arousal",
-                    "energy 2-D",
+                    [
+                        f"`{p}`",
+                        ", ".join(m["labels"]),
+                        m["rows_without_va"],
+                        m["vs_neutral"].get("wasserstein_valence"),
+                        m["vs_neutral"].get("wasserstein_arousal"),
+                        m["vs_neutral"].get("energy_2d"),
+                    ]
+                    for p, m in va["merged_neutral"].items()
                 ],
-                rows,
             )
         )
-        if va["merged_neutral"]:
-            out += ["", "What the Neutral class becomes under each policy that merges into it:", ""]
-            out.append(
-                md_table(
-                    ["policy", "labels in the class", "rows without V/A", "W1 valence", "W1 arousal", "energy 2-D"],
-                    [
-                        [
-                            f"`{p}`",
-                            ", ".join(m["labels"]),
-                            m["rows_without_va"],
-                            m["vs_neutral"].get("wasserstein_valence"),
-                            m["vs_neutral"].get("wasserstein_arousal"),
-                            m["vs_neutral"].get("energy_2d"),
-                        ]
-                        for p, m in va["merged_neutral"].items()
-                    ],
-                )
-            )
-        out += ["", _va_verdict(va), ""]
+    out += ["", _va_verdict(va), ""]
+    return out
 
+
+def _remap_figures(results: Mapping[str, Any], folder: Path, va_points: Any) -> tuple[list[str], list[Path]]:
+    """Draw the policy figures (and the FER+ vote-mode part); their Markdown lines and files."""
     figures = [
         _plot_class_bars(results, folder / "class_bars.png"),
         _plot_transitions(results, folder / "transitions.png"),
     ]
-    out += ["## Figures", "", "![class counts per policy](class_bars.png)", "", "![transitions](transitions.png)", ""]
-    if va and va_points is not None and len(va_points.get("label", [])):
+    out = ["## Figures", "", "![class counts per policy](class_bars.png)", "", "![transitions](transitions.png)", ""]
+    if results.get("va") and va_points is not None and len(va_points.get("label", [])):
         figures.append(_plot_va(va_points, folder / "va_density.png"))
         out += ["![valence/arousal per label](va_density.png)", ""]
     if results.get("vote_modes"):
         text, more = _vote_mode_report(results["vote_modes"], folder, None, level=2)
         out += ["", text]
         figures += more
-    return "\n".join(out), figures
+    return out, figures
 
 
 def _va_verdict(va: Mapping[str, Any]) -> str:
