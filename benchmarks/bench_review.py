@@ -76,9 +76,9 @@ def prepared_table(work: Path, rows: int) -> Any:
     import polars as pl
 
     from curate import datasets
+    from curate.annotations import normalize_annotations
     from curate.review.sources import with_relative_geometry
     from curate.synth.affectnet import generate_affectnet
-    from curate.workspace import normalize_annotations
 
     out = work / "affectnet-annotations"
     if not out.is_dir():

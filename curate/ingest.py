@@ -4,7 +4,7 @@ Scope
 -----
 * :func:`read_source` -- a dataset's annotation tables from exactly one source: a manual dir
   (the dataset's :mod:`curate.formats` reader), a built TFDS dataset
-  (:func:`curate.workspace.read_tfds`) or the FER+ vote file alone.
+  (:func:`curate.tfds_tables.read_tfds`) or the FER+ vote file alone.
 * :func:`ingest_source` -- the whole command: read, apply review corrections
   (:func:`curate.corrections.apply_to_parsed`) then an exclusion list
   (:func:`curate.exclusions.apply_exclusions`), store in the workspace, optionally list
@@ -71,7 +71,7 @@ def read_source(
     check_dataset(dataset)
     spec = datasets.get(dataset)
     if tfds_dir is not None:
-        from curate.workspace import read_tfds
+        from curate.tfds_tables import read_tfds
 
         return read_tfds(tfds_dir, dataset, config=config), f"tfds:{tfds_dir}"
     if votes_file is not None:  # a dataset with votes reads its vote file alone (read_votes)

@@ -26,7 +26,8 @@ half-written file: every write runs inside one DuckDB transaction and is rolled 
 error.
 
 Heavy imports: DuckDB is imported when a connection opens, Polars only by :meth:`Workspace.ingest`
-and the frame readers, TensorFlow only by :func:`read_tfds`.
+and the frame readers; it never imports TensorFlow (built TFDS datasets are read by
+``curate.tfds_tables``; rows are checked by ``curate.annotations``).
 """
 
 from __future__ import annotations
@@ -43,10 +44,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from curate import datasets as registry
 from curate import labels
+from curate.annotations import SPLITS, fill_labels_from_votes, normalize_annotations
 
 #: Folder used when neither ``--workspace`` nor ``CURATE_WORKSPACE`` is given.
 DEFAULT_WORKSPACE = "curate-workspace"
@@ -60,7 +60,6 @@ DB_NAME = "workspace.duckdb"
 SCHEMA_VERSION = 2
 #: Folder of the landmark files, relative to the workspace folder.
 ARRAYS_DIR = "arrays"
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 
 def _enum(values: Sequence[str]) -> str:
@@ -752,182 +751,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path | _dt.datetime | _dt.date):
         return str(value)
     return value
-
-
-#: Vote mode that gives a canonical label to FER+ rows ingested from the vote file alone.
-VOTES_ONLY_LABEL_MODE = "majority"
-
-
-def fill_labels_from_votes(frame: Any) -> Any:
-    """Give rows with votes but no label (``read_votes``) the FER+ majority winner's label.
-
-    The winner is a canonical label 0-10: an emotion, 9 (Uncertain) when no emotion holds a
-    majority (the authors' "unknown") or 10 (No-Face) for NF -- so ``label`` is always
-    set and ``curate remap`` works on it; the vote-mode study derives every mode from the
-    votes themselves. Rows that already have a label are unchanged.
-    """
-    import polars as pl
-
-    missing = frame["label"].is_null() & frame["votes"].is_not_null()
-    if not missing.any():
-        return frame
-    width = len(labels.FERPLUS_VOTE_COLUMNS)
-    fillable = missing & (frame["votes"].list.len() == width)
-    votes = frame.filter(fillable)["votes"].list.to_array(width).to_numpy()
-    winner = labels.ferplus_vote_targets(votes, VOTES_ONLY_LABEL_MODE).label
-    filled = np.full(frame.height, -1, dtype=np.int64)
-    filled[fillable.to_numpy()] = winner
-    return frame.with_columns(
-        pl.when(pl.Series(fillable)).then(pl.Series(filled)).otherwise(pl.col("label")).cast(pl.Int8).alias("label")
-    )
-
-
-def normalize_annotations(frame: Any, dataset: str) -> tuple[Any, Any]:
-    """Polars transform of a reader's annotations into the workspace's stored form.
-
-    Returns ``(clean, refused)``: ``clean`` has the schema's dtypes, null valence/arousal
-    outside [-1, 1] and ``va_annotated`` true only where both are present; ``refused`` are
-    rejects (``REJECT_SCHEMA``) for rows with a label outside 0-10, an unknown split, another
-    dataset's name or an id seen earlier in the frame.
-    """
-    import polars as pl
-
-    from curate.formats.schema import ANNOTATION_SCHEMA, REJECT_SCHEMA
-
-    extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
-    top = labels.NUM_CANONICAL - 1
-    reason = (
-        pl.when(
-            pl.col("label").is_null() | (pl.col("label").cast(pl.Int64) < 0) | (pl.col("label").cast(pl.Int64) > top)
-        )
-        .then(pl.lit("label out of range"))
-        .when(pl.col("split").is_null() | ~pl.col("split").is_in(list(SPLITS)))
-        .then(pl.lit("unknown split"))
-        .when(pl.col("dataset") != dataset)
-        .then(pl.lit("wrong dataset"))
-        .when(pl.col("id").is_null())
-        .then(pl.lit("missing id"))
-        .when(~pl.col("id").is_first_distinct())
-        .then(pl.lit("duplicate id"))
-        .otherwise(pl.lit(None, dtype=pl.String))
-    )
-    detail = (
-        pl.when(reason == "label out of range")
-        .then(pl.format("label={}", pl.col("label")))
-        .when(reason == "unknown split")
-        .then(pl.format("split={}", pl.col("split")))
-        .when(reason == "wrong dataset")
-        .then(pl.format("dataset={}", pl.col("dataset")))
-        .otherwise(pl.format("id={}", pl.col("id")))
-    )
-    judged = frame.lazy().with_columns(reason.alias("_reason"))
-    flags = judged.select("_reason").collect()["_reason"]
-    refused = pl.DataFrame(schema=REJECT_SCHEMA)
-    if flags.null_count() != len(flags):
-        bad = judged.filter(pl.col("_reason").is_not_null())
-        refused = (
-            bad.with_columns(
-                pl.lit(dataset).alias("dataset"),
-                pl.col("_reason").alias("reason"),
-                detail.alias("detail"),
-                pl.col("label").cast(pl.Int64),
-            )
-            .select(list(REJECT_SCHEMA))
-            .cast(REJECT_SCHEMA)
-            .collect()
-        )
-        judged = judged.filter(pl.col("_reason").is_null())
-    in_range = pl.col("valence").is_between(-1.0, 1.0) & pl.col("arousal").is_between(-1.0, 1.0)
-    clean = (
-        judged.drop("_reason")
-        .with_columns(
-            pl.when(in_range).then(pl.col("valence")).alias("valence"),
-            pl.when(in_range).then(pl.col("arousal")).alias("arousal"),
-            in_range.fill_null(False).alias("va_annotated"),
-        )
-        .select([pl.col(name).cast(dtype) for name, dtype in ANNOTATION_SCHEMA.items()] + extras)
-        .collect()
-    )
-    return clean, refused
-
-
-# --------------------------------------------------------------------------------------
-# Built TFDS datasets as input
-# --------------------------------------------------------------------------------------
-
-
-def find_tfds_dir(data_dir: str | os.PathLike[str], dataset: str, config: str | None = None) -> Path:
-    """The newest ``<data_dir>/<dataset>/[<config>/]<version>`` folder with a ``dataset_info.json``.
-
-    ``data_dir`` may also be that folder itself.
-    """
-    root = Path(data_dir)
-    if (root / "dataset_info.json").is_file():
-        return root
-    base = root / dataset
-    if not base.is_dir():
-        raise WorkspaceError(f"{root}: no built TFDS dataset {dataset!r} (expected {base}/[CONFIG/]VERSION)")
-    found = sorted(p.parent for p in base.glob("**/dataset_info.json"))
-    if config:
-        found = [p for p in found if config in p.relative_to(base).parts]
-    if not found:
-        raise WorkspaceError(f"{base}: no dataset_info.json under it" + (f" for config {config!r}" if config else ""))
-
-    def version_key(p: Path) -> tuple[int, ...]:
-        return tuple(int(x) if x.isdigit() else -1 for x in p.name.split("."))
-
-    return max(found, key=version_key)
-
-
-def read_tfds(
-    data_dir: str | os.PathLike[str], dataset: str, *, config: str | None = None, batch_size: int = 4096
-) -> Any:
-    """Read a built TFDS dataset's non-image features into :class:`ParsedTables`.
-
-    Images are not decoded (``SkipDecoding``, then dropped). Imports TensorFlow Datasets.
-    """
-    import polars as pl
-
-    from curate.formats.schema import ParsedTables, empty_rejects
-
-    check_dataset(dataset)
-    folder = find_tfds_dir(data_dir, dataset, config)
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder_from_directory(str(folder))
-    try:
-        source = str(folder.relative_to(Path(data_dir)))
-    except ValueError:
-        source = folder.name
-    source = source if source != "." else folder.name
-    decoders = {name: tfds.decode.SkipDecoding() for name in ("image",) if name in builder.info.features}
-    frames = []
-    for split in builder.info.splits:
-        ds = builder.as_dataset(split=split, decoders=decoders, batch_size=batch_size, shuffle_files=False)
-        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "image"})
-        for batch in tfds.as_numpy(ds):
-            frames.append(tfds_batch_to_frame(dataset, split, batch, source=source))
-    annotations = pl.concat(frames, how="vertical") if frames else tfds_batch_to_frame(dataset, "train", {}, source="")
-    return ParsedTables(annotations=annotations, rejects=empty_rejects(), files={}, layout=f"tfds:{folder.name}")
-
-
-def tfds_batch_to_frame(dataset: str, split: str, batch: Mapping[str, Any], *, source: str) -> Any:
-    """One batch of TFDS examples (NumPy arrays, as ``tfds.as_numpy`` yields) in the annotation schema.
-
-    The dataset's own columns come from its registry entry (``DatasetSpec.tfds_columns``;
-    feature names follow ``docs/contracts.md``); the other columns stay null.
-    """
-    import polars as pl
-
-    from curate.formats.schema import ANNOTATION_SCHEMA
-
-    n = len(batch["id"]) if "id" in batch else 0
-    data: dict[str, Any] = {name: pl.Series(name, [None] * n, dtype=dtype) for name, dtype in ANNOTATION_SCHEMA.items()}
-    data["dataset"] = pl.Series("dataset", [dataset] * n, dtype=pl.String)
-    data["split"] = pl.Series("split", [split] * n, dtype=pl.String)
-    data["source_file"] = pl.Series("source_file", [source] * n, dtype=pl.String)
-    if n:
-        data["id"] = pl.Series("id", registry.as_text(batch["id"]))
-        data.update(registry.get(dataset).tfds_columns(batch, n))
-    data["va_annotated"] = data["valence"].is_not_null() & data["arousal"].is_not_null()
-    return pl.DataFrame({name: data[name].alias(name).cast(dtype) for name, dtype in ANNOTATION_SCHEMA.items()})

@@ -20,7 +20,8 @@ from curate import datasets, labels
 from curate.cli import app
 from curate.formats import concat_rejects, finish_annotations
 from curate.formats.schema import REJECT_SCHEMA, ParsedTables
-from curate.workspace import Workspace, tfds_batch_to_frame
+from curate.tfds_tables import tfds_batch_to_frame
+from curate.workspace import Workspace
 
 runner = CliRunner()
 

@@ -15,15 +15,14 @@ import pytest
 from workspace_tables import affectnet_rows, ferplus_rows, parsed, rafdb_rows
 
 from curate.studies.holdout import class_frequency_holdout, holdout_key, holdout_key_sql, holdout_sql, in_holdout
+from curate.tfds_tables import find_tfds_dir, tfds_batch_to_frame
 from curate.workspace import (
     DEFAULT_WORKSPACE,
     NothingIngestedError,
     Workspace,
     WorkspaceBusyError,
     WorkspaceError,
-    find_tfds_dir,
     resolve_workspace_dir,
-    tfds_batch_to_frame,
 )
 
 

@@ -110,7 +110,7 @@ def check_dataset(dataset: str) -> None:
 def read_manual_annotations(source: ReviewSource) -> tuple[Any, int, ReviewSource]:
     """Read a manual dir with the dataset's reader; returns ``(frame, refused rows, source with fingerprint)``."""
     from curate import formats
-    from curate.workspace import normalize_annotations
+    from curate.annotations import normalize_annotations
 
     spec = registry.get(source.dataset)
     try:
@@ -368,7 +368,7 @@ def prepare_tfds(source: ReviewSource, *, cache_dir: str | os.PathLike[str], bat
     """
     import polars as pl
 
-    from curate.workspace import tfds_batch_to_frame
+    from curate.tfds_tables import tfds_batch_to_frame
 
     source, folder = resolve_tfds(source)
     info_digest = source.fingerprint.split(":")[0]
@@ -438,7 +438,8 @@ def prepare_tfds(source: ReviewSource, *, cache_dir: str | os.PathLike[str], bat
 
 def resolve_tfds(source: ReviewSource) -> tuple[ReviewSource, Path]:
     """The built TFDS folder of a ``tfds`` source, and the source with its fingerprint and layout."""
-    from curate.workspace import WorkspaceError, find_tfds_dir
+    from curate.tfds_tables import find_tfds_dir
+    from curate.workspace import WorkspaceError
 
     try:
         folder = find_tfds_dir(source.path, source.dataset, source.config)

@@ -410,7 +410,7 @@ def va_summary_duckdb(con: Any, dataset: str) -> list[tuple[Any, ...]]:
     float64, exact enough for values in [-1, 1]), which is several times faster than
     ``stddev_samp``. Only annotated rows enter the moments; ``None`` where undefined. The
     workspace stores valence and arousal as null together exactly where ``va_annotated`` is
-    false (:func:`curate.workspace.normalize_annotations`), so SQL's null-skipping aggregates
+    false (:func:`curate.annotations.normalize_annotations`), so SQL's null-skipping aggregates
     select the annotated rows without a ``FILTER`` clause (which costs 3x here).
     """
     rows = con.execute(
