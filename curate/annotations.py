@@ -56,7 +56,7 @@ def normalize_annotations(frame: Any, dataset: str) -> tuple[Any, Any]:
     """
     import polars as pl
 
-    from curate.formats.schema import ANNOTATION_SCHEMA, REJECT_SCHEMA
+    from curate.formats.schema import ANNOTATION_SCHEMA, REJECT_SCHEMA, reject_frame
 
     extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
     top = labels.NUM_CANONICAL - 1
@@ -89,17 +89,11 @@ def normalize_annotations(frame: Any, dataset: str) -> tuple[Any, Any]:
     refused = pl.DataFrame(schema=REJECT_SCHEMA)
     if flags.null_count() != len(flags):
         bad = judged.filter(pl.col("_reason").is_not_null())
-        refused = (
-            bad.with_columns(
-                pl.lit(dataset).alias("dataset"),
-                pl.col("_reason").alias("reason"),
-                detail.alias("detail"),
-                pl.col("label").cast(pl.Int64),
-            )
-            .select(list(REJECT_SCHEMA))
-            .cast(REJECT_SCHEMA)
-            .collect()
-        )
+        refused = reject_frame(
+            bad.with_columns(pl.lit(dataset).alias("dataset"), pl.col("label").cast(pl.Int64)),
+            reason=pl.col("_reason"),
+            detail=detail,
+        ).collect()
         judged = judged.filter(pl.col("_reason").is_null())
     in_range = pl.col("valence").is_between(-1.0, 1.0) & pl.col("arousal").is_between(-1.0, 1.0)
     clean = (

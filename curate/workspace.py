@@ -436,7 +436,7 @@ class Workspace:
         """
         import polars as pl
 
-        from curate.formats.schema import ANNOTATION_SCHEMA, REJECT_SCHEMA
+        from curate.formats.schema import ANNOTATION_SCHEMA, append_rejects
         from curate.studies.holdout import holdout_key_sql
 
         check_dataset(dataset)
@@ -446,11 +446,7 @@ class Workspace:
             raise WorkspaceError(f"annotations from {source}: missing column(s) {', '.join(missing)}")
         frame = fill_labels_from_votes(frame)
         clean, refused = normalize_annotations(frame, dataset)
-        rejects = (
-            pl.concat([parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA), refused], how="vertical")
-            if refused.height
-            else parsed.rejects.select(list(REJECT_SCHEMA)).cast(REJECT_SCHEMA)
-        )
+        rejects = append_rejects(parsed.rejects, refused)
         extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
         # Arrow string views: no copy of the id and path strings on the way to DuckDB.
         annotations = clean.select(list(_STORED_COLUMNS)).to_arrow(compat_level=pl.CompatLevel.newest())

@@ -45,6 +45,7 @@ from curate.formats.schema import (
     FormatError,
     ParsedTables,
     empty_rejects,
+    reject_frame,
 )
 
 if TYPE_CHECKING:
@@ -217,17 +218,9 @@ def first_reason(checks: Sequence[tuple[pl.Expr, str, pl.Expr]]) -> tuple[pl.Exp
 
 def split_rejects(frame: pl.DataFrame, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split ``frame`` on its ``_reason`` column into (kept rows, rejects table)."""
-    rejected = frame.filter(pl.col("_reason").is_not_null())
-    rejects = rejected.select(
-        pl.lit(dataset).alias("dataset"),
-        pl.col("split").cast(pl.String),
-        pl.col("source_file").cast(pl.String),
-        pl.col("source_row").cast(pl.Int64),
-        pl.col("id").cast(pl.String),
-        pl.col("_reason").alias("reason"),
-        pl.col("_detail").alias("detail"),
-    )
-    return frame.filter(pl.col("_reason").is_null()), rejects.cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+    rejected = frame.filter(pl.col("_reason").is_not_null()).with_columns(pl.lit(dataset).alias("dataset"))
+    rejects = reject_frame(rejected, reason=pl.col("_reason"), detail=pl.col("_detail"))
+    return frame.filter(pl.col("_reason").is_null()), rejects
 
 
 def finish_annotations(frame: pl.DataFrame, extras: Sequence[str] = ()) -> pl.DataFrame:

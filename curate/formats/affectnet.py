@@ -75,7 +75,7 @@ from curate.formats import (
 )
 from curate.formats.affectnet_cropped import CROPPED_DIRS, _read_cropped
 from curate.formats.affectnet_rules import DATASET, NUM_LANDMARK_VALUES, VA_SENTINEL, _va_bad, _va_columns
-from curate.formats.schema import REJECT_SCHEMA, FormatError, ParsedTables
+from curate.formats.schema import FormatError, ParsedTables, reject_frame
 
 LISTS_DIR = "Manually_Annotated_file_lists"
 IMAGES_DIR = "Manually_Annotated_Images"
@@ -503,15 +503,8 @@ def _read_original(root: AnyPath) -> ParsedTables:
     if duplicates.height:
         reject_parts.append(duplicates)
     rejects = [
-        part.select(
-            pl.lit(DATASET).alias("dataset"),
-            "split",
-            "source_file",
-            "source_row",
-            "id",
-            pl.col("_reason").alias("reason"),
-            pl.col("_detail").cast(pl.String).alias("detail"),
-        ).cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+        reject_frame(part.with_columns(pl.lit(DATASET).alias("dataset")), reason=pl.col("_reason"),
+                     detail=pl.col("_detail").cast(pl.String))  # fmt: skip
         for part in reject_parts
         if part.height
     ]
