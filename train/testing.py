@@ -1,7 +1,7 @@
 """Small builder-shaped datasets in memory, for tests and for trying the trainer quickly.
 
 :func:`synthetic_source` draws procedural faces (``curate.synth.faces``) and returns a
-:class:`train.data.InMemorySource` whose examples carry the features of
+:class:`train.sources.InMemorySource` whose examples carry the features of
 ``docs/contracts.md`` that the trainer reads (``id``, ``image``, the label feature, V/A and the 68
 landmarks in image pixels for AffectNet). It is not a substitute for the TFDS builders' own tests.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from curate import labels as _labels
-from train.data import InMemorySource
+from train.sources import InMemorySource
 
 #: Splits per dataset, as the builders write them.
 SPLITS = {"affectnet": ("train", "validation"), "ferplus": ("train", "validation", "test"), "rafdb": ("train", "test")}
@@ -109,12 +109,12 @@ def align_face(image: Any, landmarks: Any, size: int) -> np.ndarray | None:
 
     A similarity transform (rotation, scale, shift) puts the mean of the 68-point landmarks
     36-41 (image-left eye) at ``(0.3, 0.35) * size`` and of 42-47 at ``(0.7, 0.35) * size``
-    (:func:`train.data.eye_alignment`, the geometry ``--align eyes`` uses in the trainer).
+    (:func:`train.images.eye_alignment`, the geometry ``--align eyes`` uses in the trainer).
     ``image`` is a PIL image; ``None`` when the landmarks are missing or degenerate.
     """
     from PIL import Image
 
-    from train.data import eye_alignment
+    from train.images import eye_alignment
 
     if landmarks is None:
         return None
