@@ -110,8 +110,8 @@ def landmark_model(manual: Path, policy_name: str) -> dict[str, dict[str, float]
 
     from curate import datasets, labels
     from curate.review.label_scores import landmark_geometry
-    from train.data import holdout_mask
     from train.evaluate import classification_metrics
+    from train.rows import holdout_mask
 
     policy = labels.get_policy(policy_name)
     table = datasets.read("affectnet", manual).annotations
@@ -145,8 +145,8 @@ def va_ceiling(manual: Path) -> dict[str, dict[str, float]]:
 
     from curate import datasets
     from curate.review.label_scores import landmark_geometry
-    from train.data import holdout_mask
     from train.evaluate import concordance_correlation
+    from train.rows import holdout_mask
 
     table = datasets.read("affectnet", manual).annotations
     ids = np.array(table["id"].to_list(), dtype=object)

@@ -194,6 +194,34 @@ def get_protocol(name: str) -> ProtocolCard:
         raise ProtocolError(f"unknown protocol {name!r}; known protocols: {', '.join(PROTOCOLS)}") from None
 
 
+def card_for_training(
+    name: str, *, dataset: str | None = None, policy: str | None = None, vote_mode: str | None = None
+) -> ProtocolCard:
+    """The card a classification run under protocol ``name`` trains by: it fixes the run's
+    dataset, label policy and FER+ vote mode.
+
+    ``dataset``, ``policy`` and ``vote_mode`` are what the user gave besides the protocol
+    (``None``: not given); each must equal the card's.
+
+    Raises
+    ------
+    ProtocolError
+        Unknown card, a card of another task (valence/arousal), or a given value that
+        contradicts the card.
+    """
+    card = get_protocol(name)
+    if card.task != "classification":
+        raise ProtocolError(f"protocol {card.key} is a {card.task} protocol; train it with --va-head on {card.dataset}")
+    for option, given, fixed in (
+        ("--dataset", dataset, card.dataset),
+        ("--policy", policy, card.policy),
+        ("--vote-mode", vote_mode, card.vote_mode),
+    ):
+        if given is not None and given != fixed:
+            raise ProtocolError(f"{option} {given} contradicts protocol {card.key}, which fixes {fixed}")
+    return card
+
+
 def data_fingerprint(
     *,
     dataset: str,

@@ -1,4 +1,5 @@
-"""train.data: views, hold-out, subsamples, caching, sampler and augmentation (no model)."""
+"""train.data (with train.rows, train.images, train.sources): views, hold-out, subsamples, caching,
+sampler and augmentation (no model)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,19 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from curate.studies.holdout import class_frequency_holdout  # noqa: E402
-from train import data  # noqa: E402
+from train import data, rows, sources  # noqa: E402
+from train import images as image_steps  # noqa: E402
 from train.config import MissingDatasetError, TrainConfig, TrainError  # noqa: E402
 from train.testing import synthetic_source  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def affectnet_source() -> data.InMemorySource:
+def affectnet_source() -> sources.InMemorySource:
     return synthetic_source("affectnet", per_class={"train": 12, "validation": 3}, image_size=40, seed=1)
 
 
 @pytest.fixture(scope="module")
-def ferplus_source() -> data.InMemorySource:
+def ferplus_source() -> sources.InMemorySource:
     # Imbalanced train: Happy x3 (balanced sampler and class weights have something to do).
     source = synthetic_source("ferplus", per_class={"train": 8, "validation": 4, "test": 3}, seed=2)
     train = source._splits["train"]
@@ -99,12 +101,12 @@ def test_seeds_of_a_recipe_see_the_same_rows(ferplus_source) -> None:
 def test_balanced_subsample_is_deterministic_and_order_free() -> None:
     ids = np.array([f"id{i}" for i in range(60)], dtype=object)
     labels_ = np.array([0] * 40 + [1] * 15 + [2] * 5)
-    mask = data.balanced_subsample(ids, labels_, np.ones(60, bool), seed=3)
+    mask = rows.balanced_subsample(ids, labels_, np.ones(60, bool), seed=3)
     assert np.bincount(labels_[mask]).tolist() == [5, 5, 5]
     order = np.random.default_rng(0).permutation(60)
-    again = data.balanced_subsample(ids[order], labels_[order], np.ones(60, bool), seed=3)
+    again = rows.balanced_subsample(ids[order], labels_[order], np.ones(60, bool), seed=3)
     assert set(ids[order][again]) == set(ids[mask])
-    capped = data.balanced_subsample(ids, labels_, np.ones(60, bool), seed=3, per_class_cap=2)
+    capped = rows.balanced_subsample(ids, labels_, np.ones(60, bool), seed=3, per_class_cap=2)
     assert np.bincount(labels_[capped]).tolist() == [2, 2, 2]
 
 
@@ -183,11 +185,11 @@ def test_decode_resize_handles_encoded_grey_and_face_boxes() -> None:
     grey = np.tile(np.arange(48, dtype=np.uint8)[None, :], (48, 1))
     buffer = io.BytesIO()
     Image.fromarray(grey, "L").save(buffer, format="PNG")
-    out = data.decode_resize(tf.constant(buffer.getvalue()), 24).numpy()
+    out = image_steps.decode_resize(tf.constant(buffer.getvalue()), 24).numpy()
     assert out.shape == (24, 24, 3) and np.array_equal(out[..., 0], out[..., 1])
     image = np.zeros((100, 100, 3), np.uint8)
     image[40:60, 40:60] = 255
-    crop = data.decode_resize(tf.constant(image), 20, face_box=tf.constant([0.4, 0.4, 0.6, 0.6]), margin=0.0).numpy()
+    crop = image_steps.decode_resize(tf.constant(image), 20, face_box=tf.constant([0.4, 0.4, 0.6, 0.6]), margin=0.0).numpy()
     assert crop.mean() > 200 and crop[10, 10, 0] == 255  # the bright square fills the crop
 
 
@@ -212,9 +214,9 @@ def test_eye_alignment_puts_the_eyes_at_fixed_places() -> None:
     for x, y in (left, right):
         image[int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4] = 255
     size = 40
-    aligned = data.decode_resize(tf.constant(image), size, landmarks=tf.constant(_eye_landmarks(left, right))).numpy()
+    aligned = image_steps.decode_resize(tf.constant(image), size, landmarks=tf.constant(_eye_landmarks(left, right))).numpy()
     grey = aligned[..., 0].astype(float)
-    for (fx, fy), half in ((data.ALIGNED_LEFT_EYE, slice(0, size // 2)), (data.ALIGNED_RIGHT_EYE, slice(size // 2, size))):
+    for (fx, fy), half in ((image_steps.ALIGNED_LEFT_EYE, slice(0, size // 2)), (image_steps.ALIGNED_RIGHT_EYE, slice(size // 2, size))):
         part = np.zeros_like(grey)
         part[:, half] = grey[:, half]
         y, x = np.unravel_index(np.argmax(part), part.shape)
@@ -224,8 +226,8 @@ def test_eye_alignment_puts_the_eyes_at_fixed_places() -> None:
     assert np.corrcoef(pil.ravel(), grey.ravel())[0, 1] > 0.8
     # Unusable landmarks (both eyes on one point, or missing rows): the plain resize.
     same = _eye_landmarks(left, left)
-    plain = data.decode_resize(tf.constant(image), size).numpy()
-    assert np.array_equal(data.decode_resize(tf.constant(image), size, landmarks=tf.constant(same)).numpy(), plain)
+    plain = image_steps.decode_resize(tf.constant(image), size).numpy()
+    assert np.array_equal(image_steps.decode_resize(tf.constant(image), size, landmarks=tf.constant(same)).numpy(), plain)
 
 
 def test_in_memory_affectnet_is_aligned_by_its_landmarks(affectnet_source) -> None:
@@ -248,8 +250,8 @@ def test_align_option_resolves_by_dataset() -> None:
 
 def test_augment_keeps_range_and_shape() -> None:
     image = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3)), tf.uint8)
-    a = data.augment(image, tf.constant(7, tf.int64))
-    b = data.augment(image, tf.constant(7, tf.int64))
+    a = image_steps.augment(image, tf.constant(7, tf.int64))
+    b = image_steps.augment(image, tf.constant(7, tf.int64))
     assert a.shape == (32, 32, 3) and float(tf.reduce_min(a)) >= 0 and float(tf.reduce_max(a)) <= 255
     assert np.array_equal(a.numpy(), b.numpy())
 
@@ -267,7 +269,7 @@ def test_policy_without_rows_in_the_dataset_is_a_clear_error(tmp_path) -> None:
 
 def test_missing_tfds_dataset_names_the_build_command(tmp_path) -> None:
     with pytest.raises(MissingDatasetError) as error:
-        data.TFDSSource("rafdb", data_dir=str(tmp_path))
+        sources.TFDSSource("rafdb", data_dir=str(tmp_path))
     message = str(error.value)
     assert f"tfds build rafdb --imports tfds_builders --data_dir {tmp_path} --manual_dir" in message
     assert isinstance(error.value, ValueError)

@@ -10,13 +10,13 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from train import data as data_module  # noqa: E402
-from train import loop, oof  # noqa: E402
+from train import loop, oof, sources  # noqa: E402
 from train.config import TrainConfig, TrainError  # noqa: E402
 from train.testing import synthetic_source  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def source() -> data_module.InMemorySource:
+def source() -> sources.InMemorySource:
     return synthetic_source("affectnet", per_class={"train": 10, "validation": 2}, image_size=32, seed=4)
 
 

@@ -1,13 +1,14 @@
 """Compact Keras baselines for the toolkit's facial-expression datasets.
 
-``tfds.load`` -> label policy at read time (:mod:`curate.readtime`) -> decode / resize /
-cache / augment (:mod:`train.data`) -> MobileNet (:mod:`train.models`) -> fit with early
-stopping on a balanced metric (:mod:`train.loop`) -> metrics on the balanced and
+``tfds.load`` (:mod:`train.sources`) -> label policy at read time (:mod:`curate.readtime`)
+-> which rows train and evaluate (:mod:`train.rows`) -> decode / resize / cache / augment
+(:mod:`train.data`, :mod:`train.images`) -> MobileNet (:mod:`train.models`) -> fit with
+early stopping on a balanced metric (:mod:`train.fit`) -> metrics on the balanced and
 class-frequency views (:mod:`train.evaluate`) -> TFLite (:mod:`train.export`) -> a run
-folder registered in the workspace. With ``TrainConfig(oof_folds=K)`` the run also holds
+folder registered in the workspace (:mod:`train.loop`). With ``TrainConfig(oof_folds=K)`` the run also holds
 out-of-fold predictions of its training rows from K cross-fitted models (:mod:`train.oof`),
 for confident learning in ``curate review``. The command line is ``curate train`` or
-``python -m train``; see ``docs/training.md``.
+``python -m train`` (resolved by :mod:`train.plan`); see ``docs/training.md``.
 
 TensorFlow is imported by the submodules' functions, not by this package.
 """

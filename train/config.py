@@ -9,14 +9,13 @@ running (class names, counts, weights). User mistakes raise :class:`TrainError` 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from curate import labels
+from curate import datasets, labels
+from curate.studies.balance import CLASS_WEIGHT_METHODS
 
-DATASETS = ("affectnet", "ferplus", "rafdb")
 #: ``small_cnn``: a plain four-stage CNN (``train.models.build_small_cnn``) for small inputs
 #: (32-64 px, e.g. aligned faces), fast on a CPU; the MobileNets are Keras applications.
 MODELS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "small_cnn")
@@ -26,30 +25,29 @@ IMAGENET_ALPHAS = {
     "mobilenet_v3_small": (0.75, 1.0),
     "mobilenet_v3_large": (0.75, 1.0),
 }
-CLASS_WEIGHT_METHODS = ("none", "inverse", "sqrt", "effective")
 SAMPLERS = ("natural", "balanced")
 MONITORS = ("auto", "balanced", "class_frequency")
 CACHE_MODES = ("auto", "memory", "file", "none")
 #: ``--align``: ``eyes`` = a similarity transform from the 68-point landmarks puts the eye
-#: centres at fixed places (``train.data.align_by_eyes``); ``none`` = the stored crop as it
+#: centres at fixed places (``train.images.align_by_eyes``); ``none`` = the stored crop as it
 #: is; ``auto`` = ``eyes`` where the dataset carries 68-point landmarks (AffectNet).
 ALIGN_MODES = ("auto", "eyes", "none")
 #: ``--colour``: ``grey`` = the model turns its RGB input into luma first (a frozen layer, so
 #: exports keep RGB inputs); ``rgb`` = colour as stored.
 COLOURS = ("grey", "rgb")
-#: Datasets whose TFDS examples carry 68-point landmarks (what ``--align eyes`` needs).
-LANDMARK_DATASETS = ("affectnet",)
 #: Largest image side whose decoded images are cached (in memory or in a file).
 CACHE_MAX_IMAGE_SIZE = 128
 #: ``cache="auto"`` keeps the cache in memory up to this many bytes of images, else a file.
 CACHE_MEMORY_LIMIT_BYTES = 2 * 1024**3
-DEFAULT_WORKSPACE = "curate-workspace"
-#: Policy used when none is given: the protocol cards' (AffectNet-8, FERPlus-8, RAF-DB-7).
-DEFAULT_POLICY = {"affectnet": "drop-8-plus", "ferplus": "drop-8-plus", "rafdb": "drop-7-plus"}
 
 
 class TrainError(ValueError):
     """A training run cannot start or finish; the message says what to change."""
+
+
+def _having(feature: str) -> str:
+    """The registered datasets with ``feature`` (a ``DatasetSpec`` attribute), for messages."""
+    return ", ".join(name for name in datasets.names() if getattr(datasets.get(name), feature))
 
 
 class MissingDatasetError(TrainError):
@@ -60,17 +58,12 @@ class WeightsError(TrainError):
     """A weights file does not exist or does not fit the model."""
 
 
-def default_workspace() -> Path:
-    """``$CURATE_WORKSPACE`` or ``./curate-workspace``."""
-    return Path(os.environ.get("CURATE_WORKSPACE") or DEFAULT_WORKSPACE)
-
-
 @dataclasses.dataclass
 class TrainConfig:
     """Options of one run. Defaults are the CLI's.
 
     Attributes mirror the command-line options: ``dataset``, ``policy`` (built-in name or
-    TOML path; default per dataset, :data:`DEFAULT_POLICY`), ``vote_mode`` (FERPlus), ``model``, ``alpha``, ``image_size``, ``epochs``,
+    TOML path; default: the dataset's ``DatasetSpec.default_policy``), ``vote_mode`` (FERPlus), ``model``, ``alpha``, ``image_size``, ``epochs``,
     ``batch_size``, ``learning_rate``, ``weights`` (``"none"`` or a path), ``class_weight``,
     ``sampler``, ``seed``, ``va_head`` and ``va_loss_weight`` (AffectNet), ``patience``
     (early stopping), ``monitor`` (the view whose balanced accuracy early stopping and the
@@ -128,8 +121,8 @@ class TrainConfig:
     ema: float = 0.99
 
     def __post_init__(self) -> None:
-        if self.policy is None and self.dataset in DEFAULT_POLICY:
-            self.policy = DEFAULT_POLICY[self.dataset]
+        if self.policy is None and self.dataset in datasets.names():  # the protocol card's policy
+            self.policy = datasets.get(self.dataset).default_policy
         self.validate()
 
     # ------------------------------------------------------------------------------
@@ -140,7 +133,7 @@ class TrainConfig:
             if value not in allowed:
                 raise TrainError(f"--{option}: unknown value {value!r}; choose one of {', '.join(allowed)}")
 
-        choice("dataset", self.dataset, DATASETS)
+        choice("dataset", self.dataset, datasets.names())
         choice("model", self.model, MODELS)
         choice("class-weight", self.class_weight, CLASS_WEIGHT_METHODS)
         choice("sampler", self.sampler, SAMPLERS)
@@ -148,20 +141,21 @@ class TrainConfig:
         choice("monitor", self.monitor, MONITORS)
         choice("align", self.align, ALIGN_MODES)
         choice("colour", self.colour, COLOURS)
-        if self.align == "eyes" and self.dataset not in LANDMARK_DATASETS:
-            raise TrainError(f"--align eyes needs 68-point landmarks: {', '.join(LANDMARK_DATASETS)} only, not {self.dataset}")
+        spec = datasets.get(self.dataset)
+        if self.align == "eyes" and not spec.aligns_by_eyes:
+            raise TrainError(f"--align eyes needs 68-point landmarks: {_having('aligns_by_eyes')} only, not {self.dataset}")
         labels.get_policy(str(self.policy))  # PolicyError (a ValueError) for unknown names/bad files
         if self.vote_mode is not None:
-            if self.dataset != "ferplus":
-                raise TrainError(f"--vote-mode applies to ferplus only, not {self.dataset}")
+            if not spec.votes:
+                raise TrainError(f"--vote-mode applies to {_having('votes')} only, not {self.dataset}")
             labels.get_vote_mode(self.vote_mode)
-        if self.dataset == "rafdb" and self.monitor == "balanced":
+        if spec.balanced_view_is_test and self.monitor == "balanced":
             raise TrainError(
-                "--monitor balanced: RAF-DB's balanced view is drawn from its test split, which must never "
+                f"--monitor balanced: {self.dataset}'s balanced view is drawn from its test split, which must never "
                 "select epochs; use class_frequency (the train hold-out) or auto"
             )
-        if self.va_head and self.dataset != "affectnet":
-            raise TrainError(f"--va-head needs valence/arousal labels: affectnet only, not {self.dataset}")
+        if self.va_head and not spec.valence_arousal:
+            raise TrainError(f"--va-head needs valence/arousal labels: {_having('valence_arousal')} only, not {self.dataset}")
         if self.image_size < 32:
             raise TrainError(f"--image-size must be at least 32 (MobileNet), got {self.image_size}")
         if self.alpha <= 0:
@@ -215,18 +209,18 @@ class TrainConfig:
     def monitor_view(self) -> str:
         if self.monitor != "auto":
             return self.monitor
-        return "balanced" if self.dataset == "ferplus" else "class_frequency"
+        return datasets.get(self.dataset).default_monitor
 
     @property
     def resolved_align(self) -> str:
         """``eyes`` or ``none`` (``auto`` resolved by the dataset)."""
         if self.align != "auto":
             return self.align
-        return "eyes" if self.dataset in LANDMARK_DATASETS else "none"
+        return "eyes" if datasets.get(self.dataset).aligns_by_eyes else "none"
 
     @property
     def resolved_vote_mode(self) -> str | None:
-        if self.dataset != "ferplus":
+        if not datasets.get(self.dataset).votes:
             return None
         return self.vote_mode or "majority"
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from train import evaluate
+from train import evaluate, models
 from train.config import TrainConfig
 
 #: Learning rate of the second phase (all layers) relative to ``--learning-rate``.
@@ -179,8 +179,6 @@ def fit_model(
 ) -> FitResult:
     """Compile and fit ``model`` on ``stream`` (default: the run's training stream), in two
     phases with ``config.freeze_epochs``; restore the selected epoch's weights."""
-    from train import models
-
     stream = stream if stream is not None else data.train
     steps = steps_per_epoch or data.steps_per_epoch
     callbacks = make_callbacks(config, data, verbose=verbose, steps_per_epoch=steps, prefix=prefix)

@@ -42,7 +42,10 @@ from typing import Any
 import numpy as np
 
 from curate import labels as _labels
-from train import evaluate
+from curate import protocols
+from train import data as data_module
+from train import evaluate, fit, models, oof, sources
+from train import export as export_module
 from train.compare import arm_key, compare_runs, write_comparison
 from train.config import TrainConfig, TrainError
 from train.runs import COMPLETE_MARKER, PARTIAL_SUFFIX, finite, resolve_runs_dir, write_json
@@ -75,8 +78,6 @@ def set_determinism(seed: int, *, deterministic: bool = True) -> None:
 
 def protocol_key(config: TrainConfig) -> str | None:
     """The protocol card (``curate.protocols``) this run's numbers belong to, if any."""
-    from curate import protocols
-
     policy = config.policy_object
     for card in protocols.PROTOCOLS.values():
         if card.task != "classification" or card.dataset != config.dataset:
@@ -87,8 +88,6 @@ def protocol_key(config: TrainConfig) -> str | None:
 
 
 def data_fingerprint(config: TrainConfig, source_info: dict[str, Any]) -> str:
-    from curate import protocols
-
     extra = {"config": source_info.get("config"), "source": source_info.get("source")}
     exclusions = config.exclusions()
     if exclusions is not None:  # only then: fingerprints of runs without --exclude are unchanged
@@ -119,7 +118,7 @@ def train_run(
     ----------
     config : TrainConfig
     source : optional
-        An example source (``train.data.TFDSSource`` by default, ``InMemorySource`` in tests).
+        An example source (``train.sources.TFDSSource`` by default, ``InMemorySource`` in tests).
     runs_dir : path, optional
         Folder of run folders (``--out``); default ``<workspace>/runs``.
     workspace : path, optional
@@ -132,9 +131,6 @@ def train_run(
     verbose : int
         0 silent, 1 Keras progress bars + one line per epoch, 2 one line per epoch only.
     """
-    from train import data as data_module
-    from train import models
-
     runs = resolve_runs_dir(runs_dir, workspace)
     name = config.run_name()
     final = runs / name
@@ -148,7 +144,7 @@ def train_run(
     policy = config.policy_object
     # Everything that can fail on user input fails here, before anything is written.
     model = models.build_model(config, policy.num_classes)
-    source = source if source is not None else data_module.open_source(config)
+    source = source if source is not None else sources.open_source(config)
     data = None
     try:
         data = data_module.prepare_data(config, source=source, work_dir=work, verbose=bool(verbose))
@@ -178,9 +174,6 @@ def train_run(
 def _train_in(
     work: Path, config: TrainConfig, model: Any, data: Any, source: Any, *, name: str, verbose: int
 ) -> RunResult:
-    from train import export as export_module
-    from train import fit
-
     fitted = fit.fit_model(model, config, data, verbose=verbose)
     epochs_run, best_epoch = fitted.epochs_run, fitted.best_epoch
     model.save(work / "model.keras")  # the selected epoch's weights (restored by fit_model)
@@ -212,8 +205,6 @@ def _train_in(
             reference = _sample_images(view, predictions)
     crossfit = None
     if config.oof_folds:  # extra models after the main one: its weights and metrics are untouched
-        from train import oof
-
         crossfit = oof.cross_fit(config, data, verbose=verbose)
         tables.append(crossfit.table())
         metrics[oof.VIEW] = crossfit.metrics
@@ -241,7 +232,7 @@ def _train_in(
         "images_per_second_by_epoch": epoch_speeds,
     }
     if config.export_tflite:
-        metrics["export"] = _export(work, model, data, config, reference, export_module)
+        metrics["export"] = _export(work, model, data, config, reference)
     metrics["run"] = name
     metrics["dataset"] = config.dataset
     metrics["policy"] = config.policy_object.name
@@ -285,9 +276,7 @@ def _sample_images(view: Any, predictions: dict[str, np.ndarray], limit: int = 6
     return stacked, predictions["probabilities"][: len(stacked)]
 
 
-def _export(
-    work: Path, model: Any, data: Any, config: TrainConfig, reference: Any, export_module: Any
-) -> dict[str, Any]:
+def _export(work: Path, model: Any, data: Any, config: TrainConfig, reference: Any) -> dict[str, Any]:
     paths = export_module.export_tflite(model, work, representative=data.representative)
     out: dict[str, Any] = {}
     for kind, path in paths.items():

@@ -13,7 +13,7 @@ unchanged.
 
 Folds (:func:`assign_folds`) are stratified by the row's (policy) label and deterministic
 given the seed and independent of row order: within each class, rows are sorted by the
-salted hash of their id (:func:`train.data.stable_hash` of ``oof:<id>`` with the seed) and dealt to
+salted hash of their id (:func:`train.rows.stable_hash` of ``oof:<id>`` with the seed) and dealt to
 folds in turn. Rows of the class-frequency hold-out and excluded rows are not training rows:
 the hold-out keeps its main-model predictions (view ``class_frequency``).
 
@@ -27,7 +27,7 @@ Outputs in the run folder
 * ``config.json``: ``oof`` (folds, epochs, seed, assignment rule, file).
 
 ``curate review load --run`` reads ``train_oof`` as out-of-sample predictions
-(``curate.review.load.OUT_OF_SAMPLE_VIEWS``), so mistakenness and cleanlab's label quality
+(``curate.review.fields.OUT_OF_SAMPLE_VIEWS``), so mistakenness and cleanlab's label quality
 cover the training rows.
 """
 
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from train import evaluate
+from train import evaluate, fit, models
 from train.config import TrainConfig, TrainError
-from train.data import stable_hash
+from train.rows import stable_hash
 
 #: The predictions view of the out-of-fold rows.
 VIEW = "train_oof"
@@ -54,7 +54,7 @@ ASSIGNMENT = "stratified by label; within a class, rows sorted by blake2b('<seed
 def assign_folds(ids: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Fold index (0..folds-1) of each row, stratified by ``labels``.
 
-    Within each class, rows are ordered by :func:`train.data.stable_hash` of their id
+    Within each class, rows are ordered by :func:`train.rows.stable_hash` of their id
     (``oof:<id>``, salted by ``seed``) and dealt round-robin; the dealing continues from class to class,
     so fold sizes differ by at most one. Deterministic and independent of row order.
 
@@ -84,7 +84,7 @@ class CrossFit:
     Attributes:
         predictions: :func:`train.evaluate.predict_view`-shaped arrays of every training row
             (``id``, ``label``, ``logits``, ``probabilities``) plus ``fold``
-        ids: the training rows (``PreparedData.train_ids`` order) and ``folds`` their folds
+        ids: the training rows (``TrainingData.train_ids`` order) and ``folds`` their folds
         metrics: view metrics of the predictions against the given labels
         summary: JSON-able facts (folds, epochs, seed, per-fold rows / epochs / seconds)
         split: the training split's name
@@ -128,7 +128,7 @@ def cross_fit(config: TrainConfig, data: Any, *, verbose: int = 1) -> CrossFit:
     ----------
     config : TrainConfig
         The run's configuration; ``oof_folds`` >= 2, ``oof_epochs`` (0 = ``epochs``).
-    data : train.data.PreparedData
+    data : train.data.TrainingData
         The run's prepared data (its training rows, monitored view and subset streams).
     verbose : int
         0 silent, 1 Keras progress bars + a line per epoch, 2 a line per epoch.
@@ -140,11 +140,7 @@ def cross_fit(config: TrainConfig, data: Any, *, verbose: int = 1) -> CrossFit:
     """
     import keras
 
-    from train import fit, models
-
     folds_count = int(config.oof_folds)
-    if data.train_subset is None or data.train_view is None or data.train_labels is None:
-        raise TrainError("cross-fitting needs data prepared by train.data.prepare_data")
     epochs = int(config.oof_epochs or config.epochs)
     fold_config = config.replace(epochs=epochs, oof_folds=0, oof_epochs=0)
     ids, labels = data.train_ids, data.train_labels

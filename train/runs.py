@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from train.config import TrainError, default_workspace
+from curate.workspace import resolve_workspace_dir
+from train.config import TrainError
 
 COMPLETE_MARKER = "COMPLETE"
 PARTIAL_SUFFIX = ".partial"
@@ -24,7 +25,7 @@ def resolve_runs_dir(runs_dir: str | Path | None = None, workspace: str | Path |
     ``./curate-workspace``)."""
     if runs_dir:
         return Path(runs_dir)
-    return Path(workspace) / "runs" if workspace else default_workspace() / "runs"
+    return resolve_workspace_dir(workspace) / "runs"
 
 
 def _json_default(value: Any) -> Any:

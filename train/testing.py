@@ -1,7 +1,7 @@
 """Small builder-shaped datasets in memory, for tests and for trying the trainer quickly.
 
 :func:`synthetic_source` draws procedural faces (``curate.synth.faces``) and returns a
-:class:`train.data.InMemorySource` whose examples carry the features of
+:class:`train.sources.InMemorySource` whose examples carry the features of
 ``docs/contracts.md`` that the trainer reads (``id``, ``image``, the label feature, V/A and the 68
 landmarks in image pixels for AffectNet). It is not a substitute for the TFDS builders' own tests.
 """
@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from curate import datasets
 from curate import labels as _labels
-from train.data import InMemorySource
+from train.sources import InMemorySource
 
 #: Splits per dataset, as the builders write them.
-SPLITS = {"affectnet": ("train", "validation"), "ferplus": ("train", "validation", "test"), "rafdb": ("train", "test")}
 
 
 def _votes_for(canonical: int, rng: np.random.Generator) -> np.ndarray:
@@ -62,7 +62,7 @@ def synthetic_source(
     side = image_size or {"affectnet": 224, "ferplus": 48, "rafdb": 100}[dataset]
     rng = np.random.default_rng(seed)
     splits: dict[str, dict[str, Any]] = {}
-    for split in SPLITS[dataset]:
+    for split in datasets.get(dataset).splits:
         count = per_class[split] if isinstance(per_class, dict) else per_class
         rows: dict[str, list[Any]] = {"id": [], "image": []}
         extra: dict[str, list[Any]] = {}
@@ -109,12 +109,12 @@ def align_face(image: Any, landmarks: Any, size: int) -> np.ndarray | None:
 
     A similarity transform (rotation, scale, shift) puts the mean of the 68-point landmarks
     36-41 (image-left eye) at ``(0.3, 0.35) * size`` and of 42-47 at ``(0.7, 0.35) * size``
-    (:func:`train.data.eye_alignment`, the geometry ``--align eyes`` uses in the trainer).
+    (:func:`train.images.eye_alignment`, the geometry ``--align eyes`` uses in the trainer).
     ``image`` is a PIL image; ``None`` when the landmarks are missing or degenerate.
     """
     from PIL import Image
 
-    from train.data import eye_alignment
+    from train.images import eye_alignment
 
     if landmarks is None:
         return None
@@ -146,8 +146,6 @@ def aligned_affectnet_source(manual_dir: str | Any, *, image_size: int = 48, wor
 
     from PIL import Image
 
-    from curate import datasets
-
     root = Path(manual_dir)
     annotations = datasets.read("affectnet", root).annotations
     rows = annotations.to_dicts()
@@ -165,7 +163,7 @@ def aligned_affectnet_source(manual_dir: str | Any, *, image_size: int = 48, wor
     else:
         faces = [load(row) for row in rows]
     splits: dict[str, dict[str, Any]] = {}
-    for split in SPLITS["affectnet"]:
+    for split in datasets.get("affectnet").splits:
         chosen = [i for i, row in enumerate(rows) if row["split"] == split and faces[i] is not None]
         valence = [rows[i].get("valence") for i in chosen]
         arousal = [rows[i].get("arousal") for i in chosen]

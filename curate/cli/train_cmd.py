@@ -3,7 +3,9 @@
 ``curate train --dataset affectnet --policy merge-to-neutral`` trains one run;
 ``--policies a,b,c`` trains one run per policy and writes a comparison table;
 ``curate train compare RUN...`` rebuilds that table from finished run folders.
-A thin layer over :mod:`train`; TensorFlow is imported only when a command runs.
+A thin layer over :mod:`train` (:mod:`train.plan` resolves the options, the protocol card
+included, and runs them); TensorFlow is imported only when a command runs. The options are
+``Annotated`` aliases defined once below, so the command's signature stays one line each.
 """
 
 from __future__ import annotations
@@ -45,6 +47,189 @@ OutOption = Annotated[
 ]
 
 
+DatasetOption = Annotated[
+    str | None, typer.Option("--dataset", "-d", help="affectnet, ferplus or rafdb (a built TFDS dataset).")
+]
+ProtocolOption = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol",
+        help="A protocol card (`curate protocols`): sets the dataset, policy and vote mode it fixes; "
+        "an explicit option that contradicts it is an error.",
+    ),
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="TFDS data dir holding the built dataset (default: TFDS's).")
+]
+TfdsConfigOption = Annotated[
+    str | None, typer.Option("--tfds-config", help="Builder config, e.g. crop224 or original (AffectNet).")
+]
+PolicyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--policy",
+        "-p",
+        help="Label policy name or TOML file (default: drop-8-plus; drop-7-plus for rafdb).",
+    ),
+]
+PoliciesOption = Annotated[
+    str | None,
+    typer.Option("--policies", help="Comma-separated policies: one run each, then a comparison table."),
+]
+VoteModeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vote-mode",
+        help="FERPlus vote mode: majority (default), probability, crossentropy, multi-target, argmax. "
+        "probability/crossentropy/multi-target train on soft targets.",
+    ),
+]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or small_cnn (a 0.1 M-parameter CNN for 32-64 px).",
+    ),
+]
+AlphaOption = Annotated[float, typer.Option("--alpha", help="MobileNet width multiplier.")]
+ImageSizeOption = Annotated[int, typer.Option("--image-size", help="Square input side in pixels (96; 224 available).")]
+EpochsOption = Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping may end sooner).")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Batch size.")]
+LearningRateOption = Annotated[
+    float, typer.Option("--learning-rate", help="Peak Adam rate (after the warm-up; cosine decay).")
+]
+WeightsOption = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help="none (random init); imagenet (Keras' ImageNet weights from its cache $KERAS_HOME/models, "
+        "downloaded there by Keras when missing and online); a local .h5/.weights.h5 for the backbone; or a "
+        "previous run's model.keras.",
+    ),
+]
+AlignOption = Annotated[
+    str,
+    typer.Option(
+        "--align",
+        help="auto (eyes where the dataset has 68-point landmarks: AffectNet), eyes (rotate, scale and shift "
+        "each face so its eye centres sit at fixed places) or none (the stored crop).",
+    ),
+]
+ColourOption = Annotated[
+    str,
+    typer.Option(
+        "--colour",
+        help="rgb, or grey: the model turns its input into luma first (a frozen layer inside the model, so "
+        "exports still take RGB).",
+    ),
+]
+FreezeEpochsOption = Annotated[
+    int,
+    typer.Option(
+        "--freeze-epochs",
+        help="Two-phase fine-tuning: the first N epochs train the heads on a frozen backbone, the rest train "
+        "all layers but batch norm at a tenth of --learning-rate (use with pretrained --weights).",
+    ),
+]
+EmaOption = Annotated[
+    float,
+    typer.Option(
+        "--ema",
+        help="Momentum of the moving average of the weights that is evaluated and kept (0 = the raw weights).",
+    ),
+]
+WarmupEpochsOption = Annotated[
+    float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up before the cosine decay.")
+]
+ClassWeightOption = Annotated[
+    str, typer.Option("--class-weight", help="none, inverse, sqrt or effective (as `curate balance`).")
+]
+SamplerOption = Annotated[
+    str,
+    typer.Option(
+        "--sampler", help="balanced (rejection sampling to equal classes; the default) or natural (as stored)."
+    ),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of everything random in the run.")]
+SeedsOption = Annotated[
+    int,
+    typer.Option(
+        "--seeds",
+        help="Train each policy this many times (seeds --seed, --seed+1, ...); the comparison shows the mean, "
+        "the spread between seeds and intervals over rows and seeds.",
+    ),
+]
+VaHeadOption = Annotated[
+    bool, typer.Option("--va-head", help="AffectNet: add a valence/arousal regression head (masked MSE).")
+]
+VaLossWeightOption = Annotated[float, typer.Option("--va-loss-weight", help="Weight of the V/A loss.")]
+PatienceOption = Annotated[
+    int,
+    typer.Option(
+        "--patience",
+        help="Early stopping: epochs without improvement, counted in the second half of --epochs (epochs of the "
+        "first half are never selected).",
+    ),
+]
+MonitorOption = Annotated[
+    str,
+    typer.Option(
+        "--monitor",
+        help="View whose balanced accuracy selects the best epoch: auto (protocol: train hold-out; "
+        "FERPlus validation), balanced or class_frequency.",
+    ),
+]
+HoldoutFractionOption = Annotated[
+    float, typer.Option("--holdout-fraction", help="Share of train held out by hashed id (class-frequency view).")
+]
+HoldoutSeedOption = Annotated[
+    int, typer.Option("--holdout-seed", help="Seed of the hashed hold-out (keep equal to the studies').")
+]
+MaxTrainExamplesOption = Annotated[
+    int, typer.Option("--max-train-examples", help="Cap on training rows (0 = all), for quick runs.")
+]
+MaxEvalExamplesOption = Annotated[
+    int, typer.Option("--max-eval-examples", help="Cap on rows per evaluation view (0 = all).")
+]
+ExcludeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--exclude",
+        help="Exclusion list (Parquet, e.g. from `curate audit duplicates --exclusions-out`): its ids of the "
+        "run's dataset are dropped from the training rows and the class-frequency hold-out; the official "
+        "balanced and test views are NOT filtered. Its SHA-256 and id count go into config.json and the "
+        "data fingerprint.",
+    ),
+]
+OofFoldsOption = Annotated[
+    int,
+    typer.Option(
+        "--oof-folds",
+        help="Also cross-fit K extra models (each on K-1 label-stratified folds of the training rows) and "
+        "write their out-of-fold predictions as view train_oof (for `curate review load --run`); 0 = off.",
+    ),
+]
+OofEpochsOption = Annotated[int, typer.Option("--oof-epochs", help="Epochs of each --oof-folds model (0 = --epochs).")]
+CacheOption = Annotated[
+    str, typer.Option("--cache", help="auto, memory, file or none (decoded images, sizes <= 128 px).")
+]
+ExportOption = Annotated[
+    bool, typer.Option("--export/--no-export", help="Write TFLite float and int8 models with latency.")
+]
+AugmentOption = Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, affine and colour jitter.")]
+NameOption = Annotated[
+    str | None, typer.Option("--name", "-n", help="Run name (default dataset-policy-model-size-seed).")
+]
+RegisterOption = Annotated[
+    bool, typer.Option("--register/--no-register", help="Record the run in the workspace database.")
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace run folders of the same name.")]
+ProgressOption = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="Keras progress bars (a summary line per epoch always).")
+]
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, OSError)
 
@@ -56,222 +241,71 @@ def _split_policies(text: str | None) -> list[str]:
 @train_app.callback()
 def train_command(
     ctx: typer.Context,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", "-d", help="affectnet, ferplus or rafdb (a built TFDS dataset).")
-    ] = None,
-    protocol: Annotated[
-        str | None,
-        typer.Option(
-            "--protocol",
-            help="A protocol card (`curate protocols`): sets the dataset, policy and vote mode it fixes; "
-            "an explicit option that contradicts it is an error.",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="TFDS data dir holding the built dataset (default: TFDS's).")
-    ] = None,
-    tfds_config: Annotated[
-        str | None, typer.Option("--tfds-config", help="Builder config, e.g. crop224 or original (AffectNet).")
-    ] = None,
-    policy: Annotated[
-        str | None,
-        typer.Option(
-            "--policy",
-            "-p",
-            help="Label policy name or TOML file (default: drop-8-plus; drop-7-plus for rafdb).",
-        ),
-    ] = None,
-    policies: Annotated[
-        str | None,
-        typer.Option("--policies", help="Comma-separated policies: one run each, then a comparison table."),
-    ] = None,
-    vote_mode: Annotated[
-        str | None,
-        typer.Option(
-            "--vote-mode",
-            help="FERPlus vote mode: majority (default), probability, crossentropy, multi-target, argmax. "
-            "probability/crossentropy/multi-target train on soft targets.",
-        ),
-    ] = None,
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or small_cnn (a 0.1 M-parameter CNN for 32-64 px).",
-        ),
-    ] = "mobilenet_v3_small",
-    alpha: Annotated[float, typer.Option("--alpha", help="MobileNet width multiplier.")] = 1.0,
-    image_size: Annotated[
-        int, typer.Option("--image-size", help="Square input side in pixels (96; 224 available).")
-    ] = 96,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping may end sooner).")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 64,
-    learning_rate: Annotated[
-        float, typer.Option("--learning-rate", help="Peak Adam rate (after the warm-up; cosine decay).")
-    ] = 3e-3,
-    weights: Annotated[
-        str,
-        typer.Option(
-            "--weights",
-            help="none (random init); imagenet (Keras' ImageNet weights from its cache $KERAS_HOME/models, "
-            "downloaded there by Keras when missing and online); a local .h5/.weights.h5 for the backbone; or a "
-            "previous run's model.keras.",
-        ),
-    ] = "none",
-    align: Annotated[
-        str,
-        typer.Option(
-            "--align",
-            help="auto (eyes where the dataset has 68-point landmarks: AffectNet), eyes (rotate, scale and shift "
-            "each face so its eye centres sit at fixed places) or none (the stored crop).",
-        ),
-    ] = "auto",
-    colour: Annotated[
-        str,
-        typer.Option(
-            "--colour",
-            help="rgb, or grey: the model turns its input into luma first (a frozen layer inside the model, so "
-            "exports still take RGB).",
-        ),
-    ] = "rgb",
-    freeze_epochs: Annotated[
-        int,
-        typer.Option(
-            "--freeze-epochs",
-            help="Two-phase fine-tuning: the first N epochs train the heads on a frozen backbone, the rest train "
-            "all layers but batch norm at a tenth of --learning-rate (use with pretrained --weights).",
-        ),
-    ] = 0,
-    ema: Annotated[
-        float,
-        typer.Option(
-            "--ema",
-            help="Momentum of the moving average of the weights that is evaluated and kept (0 = the raw weights).",
-        ),
-    ] = 0.99,
-    warmup_epochs: Annotated[
-        float, typer.Option("--warmup-epochs", help="Linear learning-rate warm-up before the cosine decay.")
-    ] = 1.0,
-    class_weight: Annotated[
-        str, typer.Option("--class-weight", help="none, inverse, sqrt or effective (as `curate balance`).")
-    ] = "none",
-    sampler: Annotated[
-        str,
-        typer.Option(
-            "--sampler", help="balanced (rejection sampling to equal classes; the default) or natural (as stored)."
-        ),
-    ] = "balanced",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of everything random in the run.")] = 0,
-    seeds: Annotated[
-        int,
-        typer.Option(
-            "--seeds",
-            help="Train each policy this many times (seeds --seed, --seed+1, ...); the comparison shows the mean, "
-            "the spread between seeds and intervals over rows and seeds.",
-        ),
-    ] = 1,
-    va_head: Annotated[
-        bool, typer.Option("--va-head", help="AffectNet: add a valence/arousal regression head (masked MSE).")
-    ] = False,
-    va_loss_weight: Annotated[float, typer.Option("--va-loss-weight", help="Weight of the V/A loss.")] = 0.5,
-    patience: Annotated[int, typer.Option("--patience", help="Early stopping: epochs without improvement, counted in the second half of --epochs (epochs of the first half are never selected).")] = 5,
-    monitor: Annotated[
-        str,
-        typer.Option(
-            "--monitor",
-            help="View whose balanced accuracy selects the best epoch: auto (protocol: train hold-out; "
-            "FERPlus validation), balanced or class_frequency.",
-        ),
-    ] = "auto",
-    holdout_fraction: Annotated[
-        float, typer.Option("--holdout-fraction", help="Share of train held out by hashed id (class-frequency view).")
-    ] = 0.05,
-    holdout_seed: Annotated[
-        int, typer.Option("--holdout-seed", help="Seed of the hashed hold-out (keep equal to the studies').")
-    ] = 0,
-    max_train_examples: Annotated[
-        int, typer.Option("--max-train-examples", help="Cap on training rows (0 = all), for quick runs.")
-    ] = 0,
-    max_eval_examples: Annotated[
-        int, typer.Option("--max-eval-examples", help="Cap on rows per evaluation view (0 = all).")
-    ] = 0,
-    exclude: Annotated[
-        Path | None,
-        typer.Option(
-            "--exclude",
-            help="Exclusion list (Parquet, e.g. from `curate audit duplicates --exclusions-out`): its ids of the "
-            "run's dataset are dropped from the training rows and the class-frequency hold-out; the official "
-            "balanced and test views are NOT filtered. Its SHA-256 and id count go into config.json and the "
-            "data fingerprint.",
-        ),
-    ] = None,
-    oof_folds: Annotated[
-        int,
-        typer.Option(
-            "--oof-folds",
-            help="Also cross-fit K extra models (each on K-1 label-stratified folds of the training rows) and "
-            "write their out-of-fold predictions as view train_oof (for `curate review load --run`); 0 = off.",
-        ),
-    ] = 0,
-    oof_epochs: Annotated[
-        int, typer.Option("--oof-epochs", help="Epochs of each --oof-folds model (0 = --epochs).")
-    ] = 0,
-    cache: Annotated[
-        str, typer.Option("--cache", help="auto, memory, file or none (decoded images, sizes <= 128 px).")
-    ] = "auto",
-    export: Annotated[
-        bool, typer.Option("--export/--no-export", help="Write TFLite float and int8 models with latency.")
-    ] = True,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, affine and colour jitter.")] = True,
-    name: Annotated[
-        str | None, typer.Option("--name", "-n", help="Run name (default dataset-policy-model-size-seed).")
-    ] = None,
+    dataset: DatasetOption = None,
+    protocol: ProtocolOption = None,
+    data_dir: DataDirOption = None,
+    tfds_config: TfdsConfigOption = None,
+    policy: PolicyOption = None,
+    policies: PoliciesOption = None,
+    vote_mode: VoteModeOption = None,
+    model: ModelOption = "mobilenet_v3_small",
+    alpha: AlphaOption = 1.0,
+    image_size: ImageSizeOption = 96,
+    epochs: EpochsOption = 10,
+    batch_size: BatchSizeOption = 64,
+    learning_rate: LearningRateOption = 3e-3,
+    weights: WeightsOption = "none",
+    align: AlignOption = "auto",
+    colour: ColourOption = "rgb",
+    freeze_epochs: FreezeEpochsOption = 0,
+    ema: EmaOption = 0.99,
+    warmup_epochs: WarmupEpochsOption = 1.0,
+    class_weight: ClassWeightOption = "none",
+    sampler: SamplerOption = "balanced",
+    seed: SeedOption = 0,
+    seeds: SeedsOption = 1,
+    va_head: VaHeadOption = False,
+    va_loss_weight: VaLossWeightOption = 0.5,
+    patience: PatienceOption = 5,
+    monitor: MonitorOption = "auto",
+    holdout_fraction: HoldoutFractionOption = 0.05,
+    holdout_seed: HoldoutSeedOption = 0,
+    max_train_examples: MaxTrainExamplesOption = 0,
+    max_eval_examples: MaxEvalExamplesOption = 0,
+    exclude: ExcludeOption = None,
+    oof_folds: OofFoldsOption = 0,
+    oof_epochs: OofEpochsOption = 0,
+    cache: CacheOption = "auto",
+    export: ExportOption = True,
+    augment: AugmentOption = True,
+    name: NameOption = None,
     out: OutOption = None,
     workspace: WorkspaceOption = None,
-    register: Annotated[
-        bool, typer.Option("--register/--no-register", help="Record the run in the workspace database.")
-    ] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace run folders of the same name.")] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Keras progress bars (a summary line per epoch always).")
-    ] = True,
+    register: RegisterOption = True,
+    overwrite: OverwriteOption = False,
+    progress: ProgressOption = True,
 ) -> None:
     """Train one run (or one per policy with --policies), evaluate it on the balanced and
     class-frequency views, export TFLite and register it in the workspace."""
     if ctx.invoked_subcommand is not None:
         return
-    if protocol is not None:
-        from curate import protocols as protocol_cards
-
-        try:
-            card = protocol_cards.get_protocol(protocol)
-        except protocol_cards.ProtocolError as error:
-            fail(str(error))
-        if card.task != "classification":
-            fail(f"protocol {card.key} is a {card.task} protocol; train it with --va-head on {card.dataset}")
-        for option, given, fixed in (
-            ("--dataset", dataset, card.dataset),
-            ("--policy", policy, card.policy),
-            ("--vote-mode", vote_mode, card.vote_mode),
-        ):
-            if given is not None and given != fixed:
-                fail(f"{option} {given} contradicts protocol {card.key}, which fixes {fixed}")
-        if policies:
-            fail(f"--policies cannot be combined with --protocol ({card.key} fixes the policy {card.policy})")
-        dataset, policy, vote_mode = card.dataset, card.policy, card.vote_mode
-    if dataset is None:
-        fail("--dataset is required (affectnet, ferplus or rafdb)")
-    if policy and policies:
-        fail("give either --policy or --policies, not both")
     try:
-        from train import loop
-        from train.config import TrainConfig
+        from train.plan import plan_training, run_plan
 
-        config = TrainConfig(
+        plan = plan_training(
             dataset=dataset,
-            policy=policy or (_split_policies(policies) or [None])[0],
+            protocol=protocol,
+            policy=policy,
+            policies=_split_policies(policies),
             vote_mode=vote_mode,
+            seeds=seeds,
+            runs_dir=out,
+            workspace=workspace,
+            register=register,
+            overwrite=overwrite,
+            verbose=1 if progress else 2,
+            config=tfds_config,
+            data_dir=data_dir,
             model=model,
             alpha=alpha,
             image_size=image_size,
@@ -282,8 +316,8 @@ def train_command(
             align=align,
             colour=colour,
             freeze_epochs=freeze_epochs,
-            warmup_epochs=warmup_epochs,
             ema=ema,
+            warmup_epochs=warmup_epochs,
             class_weight=class_weight,
             sampler=sampler,
             seed=seed,
@@ -295,38 +329,23 @@ def train_command(
             holdout_seed=holdout_seed,
             max_train_examples=max_train_examples,
             max_eval_examples=max_eval_examples,
+            exclude=exclude,
+            oof_folds=oof_folds,
+            oof_epochs=oof_epochs,
             cache=cache,
             export_tflite=export,
             augment=augment,
-            config=tfds_config,
-            data_dir=str(data_dir) if data_dir else None,
-            runs_dir=str(out) if out else None,
             name=name,
-            exclude=str(exclude) if exclude else None,
-            oof_folds=oof_folds,
-            oof_epochs=oof_epochs,
         )
-        do_register = register and (out is None or workspace is not None)
-        common: dict[str, Any] = {
-            "runs_dir": out,
-            "workspace": workspace,
-            "register": do_register,
-            "overwrite": overwrite,
-            "verbose": 1 if progress else 2,
-        }
-        if seeds < 1:
-            fail(f"--seeds must be at least 1, got {seeds}")
-        if policies or seeds > 1:
-            chosen = _split_policies(policies) or [str(config.policy)]
-            results, paths = loop.train_policies(config, chosen, seeds=seeds, **common)
-            print_markdown(paths["markdown"].read_text(encoding="utf-8"))
-            console.print(f"comparison: {paths['markdown']} and {paths['json']}", highlight=False, soft_wrap=True)
-        else:
-            results = [loop.train_run(config, **common)]
+        outcome = run_plan(plan)
     except _user_errors() as error:
         fail(str(error))
-    for result in results:
-        _print_result(result, registered=do_register)
+    if outcome.comparison is not None:
+        markdown, json_path = outcome.comparison["markdown"], outcome.comparison["json"]
+        print_markdown(markdown.read_text(encoding="utf-8"))
+        console.print(f"comparison: {markdown} and {json_path}", highlight=False, soft_wrap=True)
+    for result in outcome.runs:
+        _print_result(result, registered=plan.register)
 
 
 def _print_result(result: Any, *, registered: bool) -> None:

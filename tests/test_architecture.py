@@ -1,0 +1,46 @@
+"""The package map holds: no import circles, no function over 120 lines, no module over 800.
+
+``tests/code_shape.py`` reads the code with ``ast`` (imports inside functions included);
+``python tests/code_shape.py`` prints what these tests check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from code_shape import circles, import_graph, longest_functions, longest_modules
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_no_import_circles():
+    assert circles(import_graph(ROOT)) == []
+
+
+def test_the_checker_sees_a_circle_hidden_in_a_function(tmp_path):
+    package = tmp_path / "curate"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from curate import b\n")
+    (package / "b.py").write_text("def later():\n    from curate.a import thing\n")
+    assert circles(import_graph(tmp_path)) == [["curate.a", "curate.b"]]
+
+
+def test_functions_and_modules_stay_readable():
+    assert [row for row in longest_functions(ROOT, top=1000) if row[0] > 120] == []
+    assert [row for row in longest_modules(ROOT, top=1000) if row[0] > 800] == []
+
+
+def test_the_architecture_rules_hold():
+    graph = import_graph(ROOT)
+    for name, targets in graph.items():
+        if name.startswith(("tfds_builders", "train")):
+            assert not any(t.startswith("curate.review") for t in targets), (name, targets)
+        if name.startswith("tfds_builders"):
+            assert not any(t.startswith("train") for t in targets), (name, targets)
+        if name.startswith("curate.") and not name.startswith(("curate.cli", "curate.review", "curate.demo")):
+            assert not any(t.startswith("curate.review") for t in targets), (name, targets)
+        if name in ("curate.labels", "curate.datasets"):
+            assert targets <= {"curate.labels"}, (name, targets)
+        if name.startswith("curate.formats"):
+            assert not any(t.startswith(("curate.workspace", "curate.studies", "train")) for t in targets), name
