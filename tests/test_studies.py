@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 from pathlib import Path
@@ -378,31 +377,3 @@ def test_real_ferplus_votes_through_ingest_and_study(tmp_path):
     majority = results["per_mode"]["majority"]["kept"]
     assert majority["train"] > 20000 and majority["test"] > 3000
     assert sum(results["rows_per_split"].values()) == rows
-
-
-def test_studies_modules_import_no_circle():
-    """No import circle among ``curate/studies`` modules, imports inside functions included."""
-    folder = Path(__file__).resolve().parents[1] / "curate" / "studies"
-    modules = {p.stem: p for p in folder.glob("*.py") if p.stem != "__init__"}
-    graph: dict[str, set[str]] = {name: set() for name in modules}
-    for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            graph[name] |= {t.split(".")[2] for t in targets if t.startswith("curate.studies.")} & set(modules)
-    graph = {name: edges - {name} for name, edges in graph.items()}
-    assert "counting" in graph["balance"] and "counting" in graph["remap"]
-    assert not graph["counting"], "the shared counting module imports no other study module"
-
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        for nxt in graph[start] - seen:
-            if nxt == goal or reaches(nxt, goal, seen | {nxt}):
-                return True
-        return False
-
-    circles = sorted(name for name in graph if reaches(name, name, set()))
-    assert not circles, f"import circles through {circles}"
