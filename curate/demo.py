@@ -131,6 +131,9 @@ def plan(settings: DemoSettings) -> list[Step]:
     seed = ["--seed", str(settings.seed)]
     noise = ["--label-noise", str(settings.label_noise)]
     fraction = ["--holdout-fraction", str(settings.holdout_fraction)]
+    # Synthesis beside the training run draws with one process: a second would take the
+    # trainer's other core (TensorFlow's two threads wait for the slower one).
+    one_worker = ["--workers", "1"]
     ferplus_source = (
         ["--votes-from", str(settings.votes_file)]
         if settings.votes_file
@@ -143,7 +146,8 @@ def plan(settings: DemoSettings) -> list[Step]:
                                  "--scale", str(settings.affectnet_scale),
                                  "--validation-scale", str(settings.affectnet_validation_scale), *noise, *seed],
              [raw / "affectnet"], workspace=False),
-        Step("synth ferplus", [*curate, "synth", "ferplus", "--out", str(raw / "ferplus"), *ferplus_source, *seed],
+        Step("synth ferplus", [*curate, "synth", "ferplus", "--out", str(raw / "ferplus"), *ferplus_source, *seed,
+                                 *one_worker],
              [raw / "ferplus"], workspace=False, background=True),
         Step("tfds build affectnet", [*tfds, str(tfds_dir), "affectnet", "--config", "crop224",
                                       "--manual_dir", str(raw / "affectnet")], [tfds_dir / "affectnet"],
@@ -162,10 +166,10 @@ def plan(settings: DemoSettings) -> list[Step]:
              after=["tfds build affectnet", "ingest affectnet"], workspace=False),
         Step("synth affectnet (cropped)", [*curate, "synth", "affectnet", "--layout", "cropped",
                                            "--out", str(raw / "affectnet_cropped"),
-                                           "--scale", str(settings.affectnet_scale), *seed],
+                                           "--scale", str(settings.affectnet_scale), *seed, *one_worker],
              [raw / "affectnet_cropped"], workspace=False, background=True),
         Step("synth rafdb", [*curate, "synth", "rafdb", "--out", str(raw / "rafdb"),
-                             "--scale", str(settings.rafdb_scale), *noise, *seed], [raw / "rafdb"], workspace=False, background=True),
+                             "--scale", str(settings.rafdb_scale), *noise, *seed, *one_worker], [raw / "rafdb"], workspace=False, background=True),
         Step("tfds build ferplus", [*tfds, str(tfds_dir), "ferplus", "--manual_dir", str(raw / "ferplus")],
              [tfds_dir / "ferplus"], after=["synth ferplus"], workspace=False, background=True),
         Step("tfds build affectnet (cropped release)", [*tfds, str(out / "tfds_cropped"), "affectnet", "--config",
