@@ -57,10 +57,10 @@ class DemoSettings:
     image_size: int = 64
     batch_size: int = 32
     colour: str = "grey"
-    #: Each policy is trained with seeds 0 .. seeds-1. One seed brings the demo near 8 minutes
-    #: on 2 cores (495 s of wall time at a busy hour; two seeds: the training step alone took
-    #: 545 s instead of 266 s); its comparison
-    #: then says that its intervals cover the evaluation rows, not the training run's luck.
+    #: Each policy is trained with seeds 0 .. seeds-1. One seed keeps the demo within 8 minutes
+    #: from nothing on 2 cores (a fresh clone: 96 s of setup + 367 s of demo; two seeds doubled
+    #: the training step); its comparison then says that its intervals cover the evaluation
+    #: rows, not the training run's luck.
     seeds: int = 1
     #: Share of train held out (by hashed id) to select epochs and report the class-frequency
     #: view: 20% of the demo's ~3,300 rows keeps the standard error of its balanced accuracy
