@@ -58,7 +58,7 @@ class DemoSettings:
     batch_size: int = 32
     colour: str = "grey"
     #: Each policy is trained with seeds 0 .. seeds-1. One seed keeps the demo within 8 minutes
-    #: from nothing on 2 cores (a fresh clone: 96 s of setup + 367 s of demo; two seeds doubled
+    #: from nothing on 2 cores (`make demo` on a fresh clone: 457 s, of which 347 s of demo; two seeds doubled
     #: the training step); its comparison then says that its intervals cover the evaluation
     #: rows, not the training run's luck.
     seeds: int = 1
