@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from curate import datasets as registry
 from curate.review import duplicates
 from curate.review.documents import update_app_config
 from curate.review.fields import INFO_KEY, VA_DISTANCE_FIELD, VA_OUTLIER_FIELD, VA_OUTLIER_K
@@ -32,9 +33,9 @@ def mark_va_outliers(ds: Any, dataset: str, *, k: float = VA_OUTLIER_K, log: Log
     Every sample gets ``va_outlier`` (bool; false where the row is not scored) and
     ``va_distance`` (float; ``None`` without valence/arousal). Labels are the canonical
     ``label_index``. Returns (and records in ``ds.info``) ``k``, ``scored`` and
-    ``flagged``; an empty dict -- nothing written -- for datasets without V/A (not AffectNet).
+    ``flagged``; an empty dict -- nothing written -- for datasets without V/A.
     """
-    if dataset != "affectnet" or not ds.has_sample_field("valence"):
+    if not registry.get(dataset).valence_arousal or not ds.has_sample_field("valence"):
         return {}
     import fiftyone as fo
     import polars as pl
