@@ -174,6 +174,11 @@ def get(name: str) -> DatasetSpec:
         raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}") from None
 
 
+def having(feature: str) -> tuple[str, ...]:
+    """The registered datasets whose spec has ``feature`` true (``"votes"``, ``"valence_arousal"`` ...)."""
+    return tuple(name for name, spec in _REGISTRY.items() if getattr(spec, feature))
+
+
 def read(name: str, manual_dir: Any, **options: Any) -> Any:
     """Parse ``manual_dir`` with the reader of dataset ``name``."""
     return get(name).read(manual_dir, **options)

@@ -76,8 +76,7 @@ def read_source(
         return read_tfds(tfds_dir, dataset, config=config), f"tfds:{tfds_dir}"
     if votes_file is not None:  # a dataset with votes reads its vote file alone (read_votes)
         if not spec.votes:
-            with_votes = ", ".join(name for name in datasets.names() if datasets.get(name).votes)
-            raise ValueError(f"--votes-file is only for {with_votes}")
+            raise ValueError(f"--votes-file is only for {', '.join(datasets.having('votes'))}")
         return spec.reader_module().read_votes(votes_file), f"votes:{votes_file}"
     assert manual_dir is not None
     if not Path(manual_dir).is_dir():

@@ -64,7 +64,7 @@ def resolve_vote_mode(dataset_name: str, vote_mode: str | _labels.VoteMode | Non
     """The vote mode for a dataset: FERPlus defaults to majority; others must not set one."""
     if not _spec(dataset_name).votes:
         if vote_mode is not None:
-            with_votes = ", ".join(name for name in _datasets.names() if _datasets.get(name).votes)
+            with_votes = ", ".join(_datasets.having("votes"))
             raise ReadTimeError(f"a vote mode applies to {with_votes} only, not {dataset_name!r}")
         return None
     if isinstance(vote_mode, _labels.VoteMode):

@@ -45,11 +45,6 @@ class TrainError(ValueError):
     """A training run cannot start or finish; the message says what to change."""
 
 
-def _having(feature: str) -> str:
-    """The registered datasets with ``feature`` (a ``DatasetSpec`` attribute), for messages."""
-    return ", ".join(name for name in datasets.names() if getattr(datasets.get(name), feature))
-
-
 class MissingDatasetError(TrainError):
     """The TFDS dataset is not built in the data dir; the message gives the build command."""
 
@@ -143,11 +138,11 @@ class TrainConfig:
         choice("colour", self.colour, COLOURS)
         spec = datasets.get(self.dataset)
         if self.align == "eyes" and not spec.aligns_by_eyes:
-            raise TrainError(f"--align eyes needs 68-point landmarks: {_having('aligns_by_eyes')} only, not {self.dataset}")
+            raise TrainError(f"--align eyes needs 68-point landmarks: {', '.join(datasets.having('aligns_by_eyes'))} only, not {self.dataset}")
         labels.get_policy(str(self.policy))  # PolicyError (a ValueError) for unknown names/bad files
         if self.vote_mode is not None:
             if not spec.votes:
-                raise TrainError(f"--vote-mode applies to {_having('votes')} only, not {self.dataset}")
+                raise TrainError(f"--vote-mode applies to {', '.join(datasets.having('votes'))} only, not {self.dataset}")
             labels.get_vote_mode(self.vote_mode)
         if spec.balanced_view_is_test and self.monitor == "balanced":
             raise TrainError(
@@ -155,7 +150,7 @@ class TrainConfig:
                 "select epochs; use class_frequency (the train hold-out) or auto"
             )
         if self.va_head and not spec.valence_arousal:
-            raise TrainError(f"--va-head needs valence/arousal labels: {_having('valence_arousal')} only, not {self.dataset}")
+            raise TrainError(f"--va-head needs valence/arousal labels: {', '.join(datasets.having('valence_arousal'))} only, not {self.dataset}")
         if self.image_size < 32:
             raise TrainError(f"--image-size must be at least 32 (MobileNet), got {self.image_size}")
         if self.alpha <= 0:
