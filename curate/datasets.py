@@ -128,9 +128,10 @@ class DatasetSpec:
 
     def read(self, manual_dir: Any, **options: Any) -> Any:
         """Parse ``manual_dir`` with this dataset's reader (``ParsedTables``)."""
-        return importlib.import_module(self.reader).read(manual_dir, **options)
+        return self.reader_module().read(manual_dir, **options)
 
     def reader_module(self) -> Any:
+        """The reader's module (imported on first use)."""
         return importlib.import_module(self.reader)
 
     def to_canonical(self, raw_labels: Any) -> np.ndarray:
