@@ -208,6 +208,26 @@ def test_epoch_selector_looks_only_at_the_second_half_of_the_budget() -> None:
     assert selector.stopped and all(np.array_equal(a, b) for a, b in zip(kept, selector.best_weights, strict=True))
 
 
+def test_patience_zero_runs_every_epoch_and_keeps_the_best() -> None:
+    """--patience 0: no early stopping; the best epoch of the second half is still the one kept."""
+    import types
+
+    from train import fit
+
+    with pytest.raises(TrainError, match="--patience must be 0"):
+        config(patience=-1)
+    data = types.SimpleNamespace(views={"class_frequency": None}, monitor_view="class_frequency", class_names=("a",),
+                                 steps_per_epoch=1)  # fmt: skip
+    callbacks = fit.make_callbacks(config(epochs=10, patience=0), data, verbose=0)
+    selector = next(c for c in callbacks if type(c).__name__ == "EpochSelector")
+    model = models.build_model(config(model="small_cnn"), 2)
+    selector.set_model(model)
+    model.stop_training = False
+    for epoch, score in enumerate([0.1, 0.2, 0.3, 0.4, 0.9, 0.1, 0.1, 0.1, 0.1, 0.2]):
+        selector.on_epoch_end(epoch, {"val_balanced_accuracy": score})
+    assert not model.stop_training and not selector.stopped and (selector.best_epoch, selector.best_score) == (5, 0.9)
+
+
 def test_two_phase_fine_tuning_keeps_batchnorm_statistics_and_trains_the_backbone_last() -> None:
     """--freeze-epochs 1 of 4: phase 1 trains the heads on a frozen backbone, phase 2 every layer
     but batch norm -- so the kept epoch (from the second half: phase 2) has moved backbone

@@ -164,6 +164,8 @@ class TrainConfig:
             )
         if not (self.ema == 0 or 0.0 < self.ema < 1.0):
             raise TrainError(f"--ema must be 0 (off) or in (0, 1), got {self.ema}")
+        if self.patience < 0:
+            raise TrainError(f"--patience must be 0 (no early stopping) or positive, got {self.patience}")
         if self.warmup_epochs < 0:
             raise TrainError(f"--warmup-epochs must be 0 or positive, got {self.warmup_epochs}")
         if self.oof_folds != 0 and self.oof_folds < 2:

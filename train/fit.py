@@ -8,8 +8,8 @@ stream with the run's callbacks and leaves the weights of the selected epoch in 
   with the V/A head), and one printed line.
 * **Epoch selection** (``EpochSelector``). The monitored view's balanced accuracy picks
   the epoch whose weights the run keeps, and early stopping ends a run whose score has not
-  improved for ``patience`` epochs -- but only from :func:`selection_start` on (the second
-  half of the budget). Early epochs of a run from random initialisation sit near chance and
+  improved for ``patience`` epochs (0: never) -- but only from :func:`selection_start` on (the
+  second half of the budget). Early epochs of a run from random initialisation sit near chance and
   jump around; a selection hold-out of a hundred rows has a standard error of several
   points, so an early lucky epoch used to win, and patience used to run out before the model
   left chance. The best weights are kept in memory and restored at the end.
@@ -145,7 +145,7 @@ def make_callbacks(
             if self.best_score is None or score > self.best_score:
                 self.best_score, self.best_epoch = float(score), epoch + 1
                 self.best_weights = [np.array(w) for w in self.model.get_weights()]
-            elif epoch + 1 - self.best_epoch >= config.patience:
+            elif config.patience and epoch + 1 - self.best_epoch >= config.patience:
                 self.stopped = True
                 self.model.stop_training = True
 

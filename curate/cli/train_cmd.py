@@ -169,7 +169,7 @@ PatienceOption = Annotated[
     typer.Option(
         "--patience",
         help="Early stopping: epochs without improvement, counted in the second half of --epochs (epochs of the "
-        "first half are never selected).",
+        "first half are never selected); 0 turns early stopping off (every epoch runs, the best is kept).",
     ),
 ]
 MonitorOption = Annotated[
