@@ -211,7 +211,7 @@ def test_missing_manual_dir_prints_the_instructions(tmp_path, name, expected):
 def test_wrong_manual_dir_names_the_expected_files(tmp_path):
     (tmp_path / "manual").mkdir()
     (tmp_path / "manual" / "README.txt").write_text("not AffectNet")
-    with pytest.raises(AssertionError, match="Could not read the manual files") as error:
+    with pytest.raises(AssertionError, match="affectnet: cannot read the manual dir") as error:
         build("affectnet", tmp_path / "manual", tmp_path / "data", config="crop224")
     assert "Manually_Annotated_file_lists/training.csv" in str(error.value)
     assert not (tmp_path / "data" / "affectnet" / "crop224" / "1.0.0").exists()

@@ -45,6 +45,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -56,6 +57,9 @@ from PIL import Image
 
 from curate import exclusions
 from curate.formats.schema import FormatError
+from tfds_builders import build_errors
+
+build_errors.install_excepthook()
 
 # --------------------------------------------------------------------------------------
 # Reject reasons added by the builders (the readers add their own, see curate.formats)
@@ -597,13 +601,6 @@ class Ledger:
 # --------------------------------------------------------------------------------------
 
 
-def format_error_message(error: Exception, instructions: str, manual_dir: epath.PathLike) -> str:
-    return (
-        f"Could not read the manual files in {manual_dir}: {error}\n"
-        f"Expected layout (MANUAL_DOWNLOAD_INSTRUCTIONS):\n{tfds.core.utils.dedent(instructions)}"
-    )
-
-
 class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared build logic of the three manual-download builders.
 
@@ -643,16 +640,38 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         self._capped = download_config.max_examples_per_split is not None
         self._beam_counters: dict[str, int] | None = None
         self._ledger: Ledger | None = None
-        super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+        self._manual_dir = None
+        # self.data_dir is TFDS's temporary incomplete.* folder here: mark it ours, and remove
+        # the ones killed builds left beside it.
+        build_errors.claim(self.data_dir)
+        build_errors.sweep_incomplete_dirs(self.data_dir)
+        try:
+            super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+        except (AssertionError, ValueError) as error:  # TFDS's writers on a Beam split with no examples
+            split = self._empty_split_in(error)
+            if split is None:
+                raise
+            self._merge_beam_rejects()
+            raise self._split_failure(split) from None
         if self._ledger is not None:
             self._finish_build()
 
     def _split_generators(self, dl_manager):
-        manual_dir = dl_manager.manual_dir  # TFDS's own error + our instructions when absent/empty
+        try:
+            manual_dir = dl_manager.manual_dir
+        except AssertionError:  # TFDS: absent or empty (its message repeats the instructions)
+            raise build_errors.fail(
+                f"{self.name}: the manual dir {dl_manager._manual_dir} does not exist or is empty; put the files "
+                "described below there (or pass --manual_dir)",
+                self.MANUAL_DOWNLOAD_INSTRUCTIONS,
+            ) from None
+        self._manual_dir = manual_dir
         try:
             tables = self._read_tables(manual_dir)
         except FormatError as error:
-            raise AssertionError(format_error_message(error, self.MANUAL_DOWNLOAD_INSTRUCTIONS, manual_dir)) from error
+            raise build_errors.fail(
+                build_errors.manual_dir_message(self.name, error, manual_dir), self.MANUAL_DOWNLOAD_INSTRUCTIONS
+            ) from None
         self._ledger = ledger = Ledger(self.name, tables, self.SPLIT_NAMES)
         excluded = None
         exclusions_path = epath.Path(manual_dir) / EXCLUSIONS_FILE
@@ -668,11 +687,40 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         del tables  # only the ordered table (one copy of the annotations) stays alive
 
         generators = {}
+        left = table.get_column("split").value_counts()
+        left = dict(zip(left.get_column("split").to_list(), left.get_column("count").to_list(), strict=True))
         for split in self.SPLIT_NAMES:
             if ledger.rows_in.get(split, 0) == 0:
                 continue  # the manual dir has no rows for this split at all
+            if not left.get(split):  # the reader (or the exclusion list) rejected every row
+                raise self._split_failure(split)
             generators[split] = self._generate_examples(table=table, split=split, fn=fn, fn_kwargs=fn_kwargs)
         return generators
+
+    def _empty_split_in(self, error: Exception) -> str | None:
+        """The split TFDS's writer found empty (``No examples were yielded`` on the plain path,
+        ``The total number of generated examples is 0`` under Beam), or None for other errors."""
+        if isinstance(error, build_errors.ManualDirError) or self._ledger is None:
+            return None
+        found = re.search(r'split "(\w+)": No examples were yielded|examples is 0 for split (\w+)', str(error))
+        split = found and (found.group(1) or found.group(2))
+        return split if split in self.SPLIT_NAMES else None
+
+    def _split_failure(self, split: str) -> build_errors.ManualDirError:
+        """The error for a split whose every row was rejected; its rejects go to a file that outlives
+        the build's temporary folder (``<data_dir>/<name>/[<config>/]rejects-<split>.failed.jsonl``)."""
+        ledger = self._ledger
+        records = ledger.records.get(split, [])
+        failed = epath.Path(self.data_path).parent / f"rejects-{split}.failed.jsonl"
+        try:
+            build_errors.write_failed_rejects(records, failed)
+        except OSError:
+            failed = None
+        hint = build_errors.missing_folder_hint(records, self._manual_dir) if self._manual_dir else ""
+        message = build_errors.split_failure_message(
+            self.name, split, ledger.rows_in.get(split, 0), ledger.reasons(split), hint, failed
+        )
+        return build_errors.fail(message)
 
     def _ordered_unique(self, annotations, ledger: Ledger, excluded=None):
         """The annotation rows in split / source-file / row order, later duplicates of an id rejected.
@@ -718,12 +766,16 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         size = max(1, self.CHUNK_ROWS)
         task = functools.partial(run_example_chunk, rows=rows, size=size, fn=fn, fn_kwargs=fn_kwargs)
         starts = range(0, rows.height, size)
+        yielded = 0
         for outcomes in ordered_map(task, starts, workers=workers, window=workers * max(1, self.IN_FLIGHT)):
             for outcome in outcomes:
                 if outcome[0] == _EXAMPLE:
+                    yielded += 1
                     yield outcome[1], outcome[2]
                 else:
                     self._ledger.add(outcome[1])
+        if not yielded and not getattr(self, "_capped", False):  # before TFDS's writer fails on it
+            raise self._split_failure(split)
 
     def _process_pipeline_result(self, pipeline_result) -> None:
         beam = tfds.core.lazy_imports.apache_beam
@@ -743,17 +795,13 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         ledger = self._ledger
         data_dir = epath.Path(self.data_dir)
         if self._use_beam:
-            for split in self.SPLIT_NAMES:
-                side_output = data_dir / _BEAM_REJECTS_TEMPLATE.format(split=split)
-                for record in read_json_lines(side_output):
-                    ledger.add(record)
-                if side_output.exists():
-                    side_output.unlink()
+            self._merge_beam_rejects()
             if self._beam_counters is not None:
                 self._check_beam_counters()
         examples = {name: split.num_examples for name, split in self.info.splits.items()}
         if not self._capped:  # --max_examples_per_split stops generators early on purpose
             ledger.check(examples)
+            self._warn_on_reject_share()
         ledger_files = ledger.write(data_dir)
         metadata = self.info.metadata
         metadata.clear()
@@ -763,6 +811,27 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         metadata["generated_with"] = "apache_beam" if self._use_beam else "python_generator"
         if self._use_beam and self._beam_counters is not None:
             metadata["beam_counters"] = dict(sorted(self._beam_counters.items()))
+
+    def _merge_beam_rejects(self) -> None:
+        """Move the Beam workers' side outputs of builder rejects into the ledger."""
+        for split in self.SPLIT_NAMES:
+            side_output = epath.Path(self.data_dir) / _BEAM_REJECTS_TEMPLATE.format(split=split)
+            for record in read_json_lines(side_output):
+                self._ledger.add(record)
+            if side_output.exists():
+                side_output.unlink()
+
+    def _warn_on_reject_share(self) -> None:
+        """A warning per split with more than :data:`build_errors.REJECT_WARNING_SHARE` of its rows rejected."""
+        ledger = self._ledger
+        for split in ledger.all_splits():
+            rows_in, rejected = ledger.rows_in.get(split, 0), ledger.reject_count(split)
+            if rows_in and rejected / rows_in > build_errors.REJECT_WARNING_SHARE:
+                records = ledger.records.get(split, [])
+                hint = build_errors.missing_folder_hint(records, self._manual_dir) if self._manual_dir else ""
+                build_errors.log.warning(
+                    build_errors.share_warning(self.name, split, rows_in, ledger.reasons(split), hint)
+                )
 
     def _check_beam_counters(self) -> None:
         counters = self._beam_counters or {}
