@@ -4,7 +4,7 @@ Each ``benchmarks/bench_*.py`` is run as its own process (so one benchmark's imp
 threads do not disturb the next) and prints a Markdown section to stdout; this collects the
 sections under a header with the machine's description. Usage::
 
-    python -m benchmarks [--only NAME ...] [--out docs/benchmarks.md]
+    python -m benchmarks [--only NAME ...] [--out docs/benchmarks.md] [OPTIONS OF THE ONE BENCHMARK]
 
 With ``--only``, the sections of the other benchmarks already in ``--out`` are kept (each
 section's footer names its script and when it ran), so one benchmark can be re-run alone.
@@ -67,10 +67,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="benchmark names (e.g. curate synth) to run")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    args = parser.parse_args()
+    args, script_args = parser.parse_known_args()
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in args.only]
+    if script_args and len(scripts) != 1:
+        parser.error(f"options for a benchmark ({' '.join(script_args)}) need exactly one --only NAME")
     keep = previous_sections(args.out.read_text()) if args.only and args.out.is_file() else {}
     produced: dict[str, str] = {}
     failures = []
@@ -78,20 +80,27 @@ def main() -> int:
         print(f"==> {script.name}", flush=True)
         start = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "BENCH_MARKDOWN": "1"}
+            [sys.executable, str(script), *script_args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BENCH_MARKDOWN": "1"},
         )
         elapsed = time.perf_counter() - start
         if result.returncode != 0:
             failures.append(script.name)
             sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
-            produced[script.stem] = f"## {script.stem}\n\nFAILED (exit {result.returncode}); see the log of `make bench`.\n"
+            produced[script.stem] = (
+                f"## {script.stem}\n\nFAILED (exit {result.returncode}); see the log of `make bench`.\n"
+            )
             continue
         print(result.stdout, flush=True)
         body = result.stdout.strip()
         if "|---" not in body and "---|" not in body:  # plain-text tables: keep their alignment
             body = f"## {script.stem}\n\n```text\n{body}\n```"
         when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        produced[script.stem] = body + f"\n\n_(`python benchmarks/{script.name}`, {elapsed:.0f} s, {when})_\n"
+        options = f", options `{' '.join(script_args)}`" if script_args else ""
+        produced[script.stem] = body + f"\n\n_(`python benchmarks/{script.name}`{options}, {elapsed:.0f} s, {when})_\n"
     names = sorted({*keep, *produced})
     sections = [produced.get(name) or keep[name] for name in names]
     document = (

@@ -230,6 +230,10 @@ def reference_cell(mean: float, sd: float) -> str:
     return "not run" if mean != mean else f"{100 * mean:.1f} ± {100 * sd:.1f}"
 
 
+def stopping(patience: int) -> str:
+    return f"patience {patience}" if patience else "no early stopping"
+
+
 def seconds_cell(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:.0f}"
 
@@ -251,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-baselines")
     parser.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--other-epochs", type=int, help="epochs of the ablation, reference and V/A runs (default: --epochs)"
+    )
+    parser.add_argument("--other-patience", type=int, help="their early stopping (default: --patience)")
     parser.add_argument("--stages", default=",".join(STAGES), help="of " + ", ".join(STAGES))
     parser.add_argument(
         "--reuse", action=argparse.BooleanOptionalAction, default=False,
@@ -279,17 +287,23 @@ def main(argv: list[str] | None = None) -> int:
             "holdout_fraction": HOLDOUT_FRACTION,
             "colour": "grey", "export_tflite": False, "seed": 0, "patience": args.patience,
         }  # fmt: skip
+        other = {
+            **recipe,
+            "epochs": args.other_epochs or args.epochs,
+            "patience": args.patience if args.other_patience is None else args.other_patience,
+        }
         timings: dict[str, float] = {}
         ablation = []
         if args.ablation:
             for label, changes in ABLATION:
                 config = TrainConfig(
-                    **{**recipe, "policy": "drop-7-plus", "name": f"ablation-{len(ablation)}", **changes}
+                    **{**other, "policy": "drop-7-plus", "name": f"ablation-{len(ablation)}", **changes}
                 )
-                started = time.perf_counter()
-                result = train_run(config, runs_dir=runs, register=False, overwrite=True, verbose=2)
-                scores = view_scores(result.path)
-                ablation.append((label, scores, result.metrics["training"], time.perf_counter() - started))
+                result = reusable(runs / config.run_name(), config) if args.reuse else None
+                if result is None:
+                    result = train_run(config, runs_dir=runs, register=False, overwrite=True, verbose=2)
+                training = result.metrics["training"]
+                ablation.append((label, view_scores(result.path), training, training["seconds"]))
 
         def stage(name: str, base: TrainConfig, stage_policies: list[str], source: Any = None) -> list[Any]:
             if name not in stages:
@@ -299,24 +313,23 @@ def main(argv: list[str] | None = None) -> int:
                 for policy in stage_policies
                 for seed in range(args.seeds)
             ]
-            results, trained, started = [], 0, time.perf_counter()
+            results = []
             for config in configs:
                 kept = reusable(runs / config.run_name(), config) if args.reuse else None
                 if kept is None:
                     print(f"== {config.run_name()} ==", flush=True)
                     kept = train_run(config, source=source, runs_dir=runs, register=False, overwrite=True, verbose=2)
-                    trained += 1
                 results.append(kept)
-            timings[name] = (time.perf_counter() - started) / trained if trained else float("nan")
+            timings[name] = float(np.mean([r.metrics["training"]["seconds"] for r in results]))
             return results
 
         mobilenet = stage("mobilenet", TrainConfig(policy=policies[0], name="mnv3", **recipe), policies)
-        reference_recipe = {**recipe, "data_dir": None, "model": "small_cnn", "image_size": 48, "colour": "rgb"}
+        reference_recipe = {**other, "data_dir": None, "model": "small_cnn", "image_size": 48, "colour": "rgb"}
         aligned = aligned_affectnet_source(manual, image_size=48, workers=2) if "reference" in stages else None
         reference = stage(
             "reference", TrainConfig(policy=policies[0], name="cnn", **reference_recipe), policies, aligned
         )
-        va_base = TrainConfig(policy="drop-7-plus", name="va", va_head=True, **recipe)
+        va_base = TrainConfig(policy="drop-7-plus", name="va", va_head=True, **other)
         va_runs = stage("va", va_base, ["drop-7-plus"])
         landmarks = {policy: landmark_model(manual, policy) for policy in policies}
         ceiling = va_ceiling(manual) if va_runs else None
@@ -339,12 +352,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{first['train_count']:,} training rows under {policies[0]} (views: "
         + ", ".join(f"{name} {v['count']:,} rows" for name, v in first["views"].items())
         + f"); MobileNetV3-Small from random init, {args.image_size} px grey faces aligned by their eyes, "
-        f"{args.epochs} epochs ({'no early stopping' if not args.patience else f'patience {args.patience}'}), "
+        f"{args.epochs} epochs ({stopping(args.patience)}), "
         "balanced sampler, Adam 3e-3 with warm-up and cosine decay; seeds "
         f"{', '.join(str(s) for s in range(args.seeds))}. Balanced accuracy (mean recall) in %, mean ± sd over "
         "seeds [lowest run]. Reference 1: `small_cnn` on grey 48 px faces aligned by their landmarks, same rows, "
-        "same seeds. Reference 2: logistic regression on the exact landmark geometry (the data's ceiling). "
-        "Seconds per run trained here (– where every run was reused or the stage not run): "
+        "same seeds"
+        + (
+            f", and the V/A head and the ablation below, {other['epochs']} epochs ({stopping(other['patience'])})"
+            if (other["epochs"], other["patience"]) != (args.epochs, args.patience)
+            else ""
+        )
+        + ". Reference 2: logistic regression on the exact landmark geometry (the data's ceiling). "
+        "Training seconds per run (mean of the runs' own figures; – where the stage was not run): "
         f"MobileNet {seconds_cell(timings.get('mobilenet'))}, small CNN {seconds_cell(timings.get('reference'))}, "
         f"MobileNet + V/A head {seconds_cell(timings.get('va'))}.",
         "",
@@ -394,8 +413,18 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---:|---:|---:|---:|",
         ]
         seed0 = next(r for r in mobilenet if r.config["policy_name"] == "drop-7-plus" and r.config["seed"] == 0)
-        recipe_label = f"+ {args.image_size} px: the recipe above (its drop-7-plus seed-0 run)"
-        ablation.append((recipe_label, view_scores(seed0.path), seed0.metrics["training"], float("nan")))
+        recipe_label = (
+            f"+ {args.image_size} px"
+            + (
+                f", {args.epochs} epochs ({stopping(args.patience)})"
+                if other["epochs"] != args.epochs or other["patience"] != args.patience
+                else ""
+            )
+            + ": the recipe above (its drop-7-plus seed-0 run)"
+        )
+        ablation.append(
+            (recipe_label, view_scores(seed0.path), seed0.metrics["training"], seed0.metrics["training"]["seconds"])
+        )
         for label, scores, training, seconds in ablation:
             lines.append(
                 f"| {label} | {100 * scores['balanced']['balanced_accuracy']:.1f} | "
