@@ -38,6 +38,7 @@ import datetime as _dt
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,27 @@ DB_NAME = "workspace.duckdb"
 SCHEMA_VERSION = 2
 #: Folder of the landmark files, relative to the workspace folder.
 ARRAYS_DIR = "arrays"
+#: A landmark file being written: ``<final name>.writing-<pid>@<host>.tmp`` (:func:`writing_name`).
+_WRITING_SUFFIX = ".tmp"
+_WRITING_RE = re.compile(r"\.writing-(?P<pid>\d+)@(?P<host>.+)\.tmp$")
+
+
+def writing_name(path: Path) -> Path:
+    """The temporary name ``path`` is written under by this process, renamed to ``path`` once
+    complete: a writer killed mid-write (a 40-100 MB AffectNet landmark file) leaves only a
+    name that says it is unfinished and whose writer it was, which the next write transaction
+    deletes when that process is gone (:meth:`Workspace._sweep_dead_writers_files`)."""
+    return path.with_name(f"{path.name}.writing-{os.getpid()}@{socket.gethostname()}{_WRITING_SUFFIX}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def _enum(values: Sequence[str]) -> str:
@@ -314,6 +336,7 @@ class Workspace:
             self._move_landmarks_out(con)
         if not _has_view(con, "landmarks"):
             self._define_landmark_views(con)
+        self._sweep_dead_writers_files()
         if _schema_version(con) != SCHEMA_VERSION:
             con.execute("DELETE FROM meta WHERE key = 'schema_version'")
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
@@ -334,12 +357,14 @@ class Workspace:
         datasets = [r[0] for r in con.execute("SELECT DISTINCT dataset::VARCHAR FROM annotations").fetchall()]
         for dataset in datasets:
             relative = self._new_array_file(dataset)
+            writing = writing_name(self.root / relative)
             copy_to_parquet(
                 con,
                 "SELECT id, landmarks FROM annotations WHERE dataset = ? AND landmarks IS NOT NULL ORDER BY rowid",
-                self.root / relative,
+                writing,
                 [dataset],
             )
+            os.replace(writing, self.root / relative)
             (rows,) = con.execute("SELECT count(*) FROM read_parquet(?)", [str(self.root / relative)]).fetchone()
             if rows:
                 con.execute("INSERT OR REPLACE INTO array_files VALUES (?, ?, ?)", [dataset, relative, rows])
@@ -353,6 +378,21 @@ class Workspace:
 
         (self.root / ARRAYS_DIR).mkdir(parents=True, exist_ok=True)
         return f"{ARRAYS_DIR}/landmarks-{dataset}-{uuid.uuid4().hex[:12]}.parquet"
+
+    def _sweep_dead_writers_files(self) -> None:
+        """Delete the temporaries (:func:`writing_name`) that writers on this host left when they
+        were killed mid-ingest; those of live processes (this one included) stay. Runs at the
+        start of every write transaction, under the workspace's write lock."""
+        folder = self.root / ARRAYS_DIR
+        if not folder.is_dir():
+            return
+        host = socket.gethostname()
+        for path in folder.glob("*" + _WRITING_SUFFIX):
+            writer = _WRITING_RE.search(path.name)
+            if writer is None or writer["host"] != host or _process_alive(int(writer["pid"])):
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     @staticmethod
     def _define_landmark_views(con: Any) -> None:
@@ -458,13 +498,11 @@ class Workspace:
             with self.connect(write=True) as con, ThreadPoolExecutor(max_workers=1) as pool:
                 # The landmark file is written beside the insert (both release the GIL).
                 if marks.height:
+                    # Written under a temporary name (swept after a crash) and renamed once complete.
                     array_file = self._new_array_file(dataset)
+                    writing = writing_name(self.root / array_file)
                     written = pool.submit(
-                        marks.write_parquet,
-                        self.root / array_file,
-                        compression="zstd",
-                        compression_level=1,
-                        statistics=False,
+                        marks.write_parquet, writing, compression="zstd", compression_level=1, statistics=False
                     )
                 # Strings stored plain: FSST/dictionary on 420k unique ids and paths would triple
                 # the insert time to save ~35 MB (this connection's setting only).
@@ -485,6 +523,7 @@ class Workspace:
                 con.execute("DELETE FROM array_files WHERE dataset = ?", [dataset])
                 if array_file is not None:
                     written.result()
+                    os.replace(writing, self.root / array_file)
                     con.execute("INSERT INTO array_files VALUES (?, ?, ?)", [dataset, array_file, marks.height])
                 self._define_landmark_views(con)
                 split_counts = con.execute(
@@ -493,8 +532,9 @@ class Workspace:
                 used = {r[0] for r in con.execute("SELECT landmarks_file FROM array_files").fetchall()}
         except BaseException:
             if array_file is not None:
-                with contextlib.suppress(OSError):
-                    (self.root / array_file).unlink()
+                for path in (writing, self.root / array_file):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
             raise
         self._remove_stale_array_files(used)
         reason_counts = rejects.group_by("reason").len()

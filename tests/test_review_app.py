@@ -174,3 +174,60 @@ def test_app_renders_in_headless_chromium(fo: Any, tmp_path: Path) -> None:  # n
     finally:
         _stop(launcher, server_pids, port)
     assert not _listeners(port)
+
+
+def _start_launcher(fo: Any, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], int, Path, Path, set[int]]:  # noqa: F811
+    """Start `curate review app` on an empty persistent dataset; return once the server answers:
+    ``(launcher, port, launcher output, server log, server pids)``."""
+    if not fo.dataset_exists(name):
+        fo.Dataset(name, persistent=True)
+    port = free_port()
+    output, server_log = tmp_path / "launcher.out", tmp_path / "server.log"
+    with output.open("wb") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "curate", "review", "app", "--name", name, "--port", str(port),
+             "--log-file", str(server_log)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "300"}, cwd=tmp_path,
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "App server log:" not in output.read_text():
+        assert launcher.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, "the App did not start within 120 s:\n" + output.read_text()
+        time.sleep(0.5)
+    server_pids = {pid for _, pids in _listeners(port) for pid in pids}
+    assert server_pids, output.read_text()
+    return launcher, port, output, server_log, server_pids
+
+
+@pytest.mark.timeout(300)
+def test_launcher_exits_with_an_error_when_the_server_dies(fo: Any, tmp_path: Path) -> None:  # noqa: F811
+    launcher, port, output, server_log, server_pids = _start_launcher(fo, tmp_path, "rv-app-dies")
+    try:
+        for pid in server_pids:
+            os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        code = launcher.wait(timeout=30)
+        assert time.monotonic() - killed < 10, "the launcher noticed the dead server too late"
+        assert code == 1, output.read_text()
+        last = output.read_text().strip().splitlines()[-1]
+        assert "error: the FiftyOne App server" in last and f"127.0.0.1:{port} died" in last, output.read_text()
+        assert f"Its log: {server_log}" in last and server_log.is_file()
+        assert "Traceback" not in output.read_text()
+    finally:
+        _stop(launcher, server_pids, port)
+    assert not _listeners(port)
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_stops_the_server_within_seconds(fo: Any, tmp_path: Path) -> None:  # noqa: F811
+    launcher, port, output, _, server_pids = _start_launcher(fo, tmp_path, "rv-app-stop")
+    try:
+        launcher.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and (launcher.poll() is None or any(_alive(p) for p in server_pids)):
+            time.sleep(0.2)
+        assert launcher.poll() == 0, output.read_text()
+        assert not any(_alive(p) for p in server_pids), "the App server outlived the launcher by over 5 s"
+        assert not _listeners(port)
+    finally:
+        _stop(launcher, server_pids, port)

@@ -157,3 +157,69 @@ def test_cli_synth(tmp_path):
     for command in ("affectnet", "ferplus", "rafdb"):
         help_text = runner.invoke(app, ["synth", command, "--help"]).output
         assert "--out" in help_text and "--annotations-only" in help_text
+
+
+def _synth_error_line(result) -> str:
+    text = (result.stderr if hasattr(result, "stderr") else result.output).strip()
+    assert result.exit_code == 1, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text  # one line, no traceback
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["affectnet", "ferplus", "rafdb"])
+def test_cli_synth_out_that_is_a_file_fails_in_one_line(tmp_path, command):
+    from curate.cli import app
+
+    runner = CliRunner()
+    taken = tmp_path / "taken.csv"
+    taken.write_text("keep me\n")
+    line = _synth_error_line(runner.invoke(app, ["synth", command, "--out", str(taken), "--scale", "0.001"]))
+    assert str(taken) in line and "is not a folder" in line
+    inside = _synth_error_line(runner.invoke(app, ["synth", command, "--out", str(taken / "sub"), "--scale", "0.001"]))
+    assert str(taken) in inside and "is a file" in inside
+    assert taken.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.csv"]  # no manifest, no ledger
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "expected"),
+    [
+        ("rafdb", ["--scale", "0"], "--scale: value 0.0 is out of range"),
+        ("rafdb", ["--scale", "-1"], "--scale: value -1.0 is out of range"),
+        ("ferplus", ["--scale", "nan"], "--scale: value nan is out of range"),
+        ("affectnet", ["--scale", "100"], "--scale: value 100.0 is out of range"),
+        ("affectnet", ["--scale", "0.001", "--validation-scale", "0"], "--validation-scale: value 0.0 is out of range"),
+        ("rafdb", ["--label-noise", "2"], "--label-noise: value 2.0 is out of range"),
+        ("ferplus", ["--label-noise", "-0.1"], "--label-noise: value -0.1 is out of range"),
+        ("affectnet", ["--seed", "-1"], "--seed: value -1 is out of range"),
+        ("rafdb", ["--workers", "0"], "--workers: value 0 is out of range"),
+        ("affectnet", ["--layout", "weird"], "unknown AffectNet layout 'weird'"),
+        ("ferplus", ["--votes-from", "/nonexistent/fer2013new.csv"], "vote file not found"),
+        ("ferplus", ["--votes-from", "/nonexistent/fer2013new.csv", "--scale", "0.5"], "scale does not apply"),
+    ],
+)
+def test_cli_synth_refused_options_leave_nothing_behind(tmp_path, command, options, expected):
+    from curate.cli import app
+
+    result = CliRunner().invoke(app, ["synth", command, "--out", str(tmp_path / "out"), *options])
+    assert expected in _synth_error_line(result)
+    assert list(tmp_path.iterdir()) == []  # no output folder, no manifest
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_failed_generation_removes_what_it_wrote(tmp_path, monkeypatch, existed):
+    from curate.synth import common
+
+    out = tmp_path / "raf"
+    if existed:
+        out.mkdir()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(common, "finish", crash)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        generate_rafdb(out, scale=0.005, label_noise=0.1, annotations_only=True, workers=1)
+    assert [p.name for p in tmp_path.iterdir()] == (["raf"] if existed else [])
+    assert not existed or list(out.iterdir()) == []  # an empty folder given stays, emptied

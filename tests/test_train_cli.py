@@ -52,7 +52,7 @@ def test_help_lists_every_option_with_text() -> None:
         (["--dataset", "rafdb", "--weights", "/nonexistent/w.h5"], "--weights: no such file"),
         (["--dataset", "rafdb", "--policy", "drop-7-plus", "--policies", "keep-all"], "either --policy or --policies"),
         (["--dataset", "rafdb", "--oof-folds", "1"], "oof"),
-        (["--dataset", "rafdb", "--seeds", "0"], "--seeds must be at least 1, got 0"),
+        (["--dataset", "rafdb", "--seeds", "0"], "--seeds: value 0 is out of range; allowed an integer in [1, 100]"),
         (["--dataset", "rafdb", "--epochs", "5", "--freeze-epochs", "5"], "--freeze-epochs must be 0 or fewer than"),
         (["--dataset", "rafdb", "--model", "small_cnn", "--weights", "imagenet"], "no ImageNet weights for small_cnn"),
         (["--dataset", "rafdb", "--weights", "imagenet", "--alpha", "0.5"], "exist for --alpha 0.75, 1.0, not 0.5"),
@@ -64,6 +64,69 @@ def test_bad_options_fail_in_one_line(args: list[str], expected: str, tmp_path) 
     result = invoke(*args, "--out", str(tmp_path / "runs")) if args else invoke("--out", str(tmp_path / "runs"))
     assert expected in error_line(result)
     assert not (tmp_path / "runs").exists()
+
+
+#: One bad value per numeric option of `curate train` (below, above, or not a number at all).
+BAD_NUMBERS = [
+    ("--alpha", "0", "(0, 2]"),
+    ("--alpha", "-1", "(0, 2]"),
+    ("--image-size", "100000", "[32, 512]"),
+    ("--image-size", "16", "[32, 512]"),
+    ("--epochs", "0", "[1, 10000]"),
+    ("--epochs", "1000000", "[1, 10000]"),
+    ("--batch-size", "0", "[1, 4096]"),
+    ("--batch-size", "100000", "[1, 4096]"),
+    ("--learning-rate", "-1", "(0, 1]"),
+    ("--learning-rate", "0", "(0, 1]"),
+    ("--learning-rate", "3", "(0, 1]"),
+    ("--learning-rate", "nan", "(0, 1]"),
+    ("--freeze-epochs", "-1", "[0, 10000]"),
+    ("--ema", "1", "[0, 1)"),
+    ("--ema", "-0.5", "[0, 1)"),
+    ("--warmup-epochs", "-1", "[0, 10000]"),
+    ("--seed", "-1", f"[0, {2**31 - 1}]"),
+    ("--seed", str(2**40), f"[0, {2**31 - 1}]"),
+    ("--seeds", "0", "[1, 100]"),
+    ("--seeds", "1000", "[1, 100]"),
+    ("--va-loss-weight", "-1", "[0, 100]"),
+    ("--patience", "-1", "[0, 10000]"),
+    ("--holdout-fraction", "0", "(0, 0.5)"),
+    ("--holdout-fraction", "0.5", "(0, 0.5)"),
+    ("--holdout-seed", "-3", f"[0, {2**31 - 1}]"),
+    ("--max-train-examples", "-1", "[0, 1000000000]"),
+    ("--max-eval-examples", "-1", "[0, 1000000000]"),
+    ("--oof-folds", "1", "0 or an integer in [2, 100]"),
+    ("--oof-folds", "1000", "0 or an integer in [2, 100]"),
+    ("--oof-epochs", "-1", "[0, 10000]"),
+]
+
+
+def test_every_numeric_option_is_bounded_and_tested() -> None:
+    import typing
+
+    from curate.cli.train_cmd import train_command
+    from train.config import NUMERIC_BOUNDS
+
+    numeric = set()
+    for hint in typing.get_type_hints(train_command, include_extras=True).values():
+        if typing.get_origin(hint) is typing.Annotated and typing.get_args(hint)[0] in (int, float):
+            numeric.add(typing.get_args(hint)[1].default)  # typer.Option's first declaration: "--name"
+    assert numeric, "no numeric options found"
+    assert numeric <= {"--" + field.replace("_", "-") for field in NUMERIC_BOUNDS}
+    assert numeric == {option for option, _, _ in BAD_NUMBERS}
+
+
+@pytest.mark.parametrize(("option", "value", "allowed"), BAD_NUMBERS)
+def test_numeric_option_out_of_range_fails_in_one_line_and_writes_nothing(
+    option: str, value: str, allowed: str, tmp_path
+) -> None:
+    runs, workspace = tmp_path / "runs", tmp_path / "workspace"
+    result = invoke("--dataset", "rafdb", option, value, "--out", str(runs), "--workspace", str(workspace))
+    line = error_line(result)
+    assert line.startswith(f"error: {option}: value ") and "is out of range; allowed" in line, line
+    assert line.endswith(allowed), line
+    assert not runs.exists() and not workspace.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_tfds_dataset_says_how_to_build_it(tmp_path) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -23,6 +25,7 @@ from curate.workspace import (
     WorkspaceBusyError,
     WorkspaceError,
     resolve_workspace_dir,
+    writing_name,
 )
 
 
@@ -283,7 +286,9 @@ def test_holdout_rule_is_fixed_and_vectorised():
         expected = [in_holdout(i, fraction=0.05, seed=seed) for i in sql_ids]
         got = con.execute(f"SELECT {holdout_sql('id', fraction=0.05, seed=seed)} FROM t ORDER BY rowid").fetchall()
         assert [g for (g,) in got] == expected
-        keyed = f"SELECT {holdout_sql(key='k', fraction=0.05, seed=seed)} FROM (SELECT {holdout_key_sql('id')} AS k FROM t)"
+        keyed = (
+            f"SELECT {holdout_sql(key='k', fraction=0.05, seed=seed)} FROM (SELECT {holdout_key_sql('id')} AS k FROM t)"
+        )
         assert [g for (g,) in con.execute(keyed).fetchall()] == expected
     assert "holdout_key" in holdout_sql(key="holdout_key", seed=2)
 
@@ -355,3 +360,70 @@ def test_ferplus_votes_stored_as_lists(ws):
     with ws.connect() as con:
         (votes,) = con.execute("SELECT votes FROM annotations WHERE id = 'fer0000001'").fetchone()
     assert votes == [4, 6, 0, 0, 0, 0, 0, 0, 0, 0]
+
+
+def _array_names(ws) -> list[str]:
+    return sorted(p.name for p in (ws.root / "arrays").iterdir())
+
+
+def _committed_array_names(ws) -> list[str]:
+    with ws.connect() as con:
+        return sorted(f.split("/")[1] for (f,) in con.execute("SELECT landmarks_file FROM array_files").fetchall())
+
+
+def test_landmark_write_failing_midway_leaves_no_file(ws, monkeypatch):
+    ws.ingest(parsed("affectnet", affectnet_rows()), dataset="affectnet", source="one")
+    committed = _array_names(ws)
+
+    def crash(self, path, **kwargs):
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", crash)
+    with pytest.raises(OSError, match="No space left"):
+        ws.ingest(parsed("affectnet", affectnet_rows()), dataset="affectnet", source="two")
+    assert _array_names(ws) == committed == _committed_array_names(ws)
+    assert ws.annotations("affectnet")["landmarks"].null_count() == 5
+
+
+def test_killed_ingest_leaves_only_a_temporary_that_the_next_write_sweeps(ws):
+    """A writer killed (SIGKILL) while writing the landmark file leaves it under its temporary
+    name, never under a name the views could read; the next write transaction deletes it."""
+    import socket
+
+    ws.ingest(parsed("affectnet", affectnet_rows()), dataset="affectnet", source="one")
+    committed = _array_names(ws)
+    code = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import polars as pl
+        from workspace_tables import affectnet_rows, parsed
+        from curate.workspace import Workspace
+
+        original = pl.DataFrame.write_parquet
+
+        def write_then_die(self, path, **kwargs):
+            original(self, path, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        pl.DataFrame.write_parquet = write_then_die
+        Workspace({str(ws.root)!r}, timeout=0).ingest(parsed("affectnet", affectnet_rows()), dataset="affectnet", source="killed")
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    orphans = [name for name in _array_names(ws) if name not in committed]
+    assert len(orphans) == 1, _array_names(ws)
+    assert re.fullmatch(
+        rf"landmarks-affectnet-[0-9a-f]{{12}}\.parquet\.writing-\d+@{re.escape(socket.gethostname())}\.tmp", orphans[0]
+    )
+    assert _committed_array_names(ws) == committed  # nothing committed names the half-written file
+    # A live writer's temporary (this process's) is left alone; the dead one's is swept on the next write.
+    mine = writing_name(ws.root / "arrays" / "landmarks-rafdb-000000000000.parquet")
+    mine.write_bytes(b"in progress")
+    ws.register_run("r1", dataset="affectnet", policy="keep-all", path=".", metrics={})
+    assert _array_names(ws) == sorted([*committed, mine.name])
+    mine.unlink()
+    ws.ingest(parsed("affectnet", affectnet_rows()), dataset="affectnet", source="again")
+    assert _array_names(ws) == _committed_array_names(ws) and len(_array_names(ws)) == 1

@@ -45,6 +45,76 @@ class TrainError(ValueError):
     """A training run cannot start or finish; the message says what to change."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The allowed range of one numeric option: ``low``..``high``, each end open or closed,
+    plus ``also`` (a value outside the range that means "off", e.g. ``--ema 0``)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    also: float | None = None
+    integer: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.integer and not float(value).is_integer():
+            return False
+        if self.also is not None and value == self.also:
+            return True
+        above = value > self.low if self.low_open else value >= self.low  # False for NaN
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def number(x: float) -> str:
+            return f"{int(x)}" if float(x).is_integer() else f"{x:g}"
+
+        text = f"{'(' if self.low_open else '['}{number(self.low)}, {number(self.high)}{')' if self.high_open else ']'}"
+        if self.integer:
+            text = f"an integer in {text}"
+        return f"{number(self.also)} or {text}" if self.also is not None else text
+
+
+#: Largest seed: TensorFlow, NumPy and the hashed hold-out all take it as a 32-bit integer.
+MAX_SEED = 2**31 - 1
+#: Every numeric option of ``curate train`` (``TrainConfig`` field -> allowed range), checked
+#: by :meth:`TrainConfig.validate` before anything is built or written. ``seeds`` is the
+#: plan's (:func:`train.plan.plan_training`). Sizes beyond these bounds are mistakes (an
+#: image side of 100000 px exhausts memory), not experiments.
+NUMERIC_BOUNDS: dict[str, Bounds] = {
+    "alpha": Bounds(0.0, 2.0, low_open=True),
+    "image_size": Bounds(32, 512, integer=True),
+    "epochs": Bounds(1, 10_000, integer=True),
+    "batch_size": Bounds(1, 4096, integer=True),
+    "learning_rate": Bounds(0.0, 1.0, low_open=True),
+    "seed": Bounds(0, MAX_SEED, integer=True),
+    "seeds": Bounds(1, 100, integer=True),
+    "va_loss_weight": Bounds(0.0, 100.0),
+    "patience": Bounds(0, 10_000, integer=True),
+    "holdout_fraction": Bounds(0.0, 0.5, low_open=True, high_open=True),
+    "holdout_seed": Bounds(0, MAX_SEED, integer=True),
+    "max_train_examples": Bounds(0, 10**9, integer=True),
+    "max_eval_examples": Bounds(0, 10**9, integer=True),
+    "dropout": Bounds(0.0, 1.0, high_open=True),
+    "oof_folds": Bounds(2, 100, also=0, integer=True),
+    "oof_epochs": Bounds(0, 10_000, integer=True),
+    "freeze_epochs": Bounds(0, 10_000, integer=True),
+    "warmup_epochs": Bounds(0.0, 10_000.0),
+    "ema": Bounds(0.0, 1.0, high_open=True),
+}
+
+
+def check_number(field: str, value: object) -> None:
+    """Raise :class:`TrainError` ``--option: value V is out of range; allowed R`` when ``value``
+    is outside ``NUMERIC_BOUNDS[field]`` (NaN never fits)."""
+    bounds = NUMERIC_BOUNDS[field]
+    if value not in bounds:
+        raise TrainError(f"--{field.replace('_', '-')}: value {value} is out of range; allowed {bounds}")
+
+
 class MissingDatasetError(TrainError):
     """The TFDS dataset is not built in the data dir; the message gives the build command."""
 
@@ -138,11 +208,15 @@ class TrainConfig:
         choice("colour", self.colour, COLOURS)
         spec = datasets.get(self.dataset)
         if self.align == "eyes" and not spec.aligns_by_eyes:
-            raise TrainError(f"--align eyes needs 68-point landmarks: {', '.join(datasets.having('aligns_by_eyes'))} only, not {self.dataset}")
+            raise TrainError(
+                f"--align eyes needs 68-point landmarks: {', '.join(datasets.having('aligns_by_eyes'))} only, not {self.dataset}"
+            )
         labels.get_policy(str(self.policy))  # PolicyError (a ValueError) for unknown names/bad files
         if self.vote_mode is not None:
             if not spec.votes:
-                raise TrainError(f"--vote-mode applies to {', '.join(datasets.having('votes'))} only, not {self.dataset}")
+                raise TrainError(
+                    f"--vote-mode applies to {', '.join(datasets.having('votes'))} only, not {self.dataset}"
+                )
             labels.get_vote_mode(self.vote_mode)
         if spec.balanced_view_is_test and self.monitor == "balanced":
             raise TrainError(
@@ -150,32 +224,18 @@ class TrainConfig:
                 "select epochs; use class_frequency (the train hold-out) or auto"
             )
         if self.va_head and not spec.valence_arousal:
-            raise TrainError(f"--va-head needs valence/arousal labels: {', '.join(datasets.having('valence_arousal'))} only, not {self.dataset}")
-        if self.image_size < 32:
-            raise TrainError(f"--image-size must be at least 32 (MobileNet), got {self.image_size}")
-        if self.alpha <= 0:
-            raise TrainError(f"--alpha must be positive, got {self.alpha}")
-        for option, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
-            if value < 1:
-                raise TrainError(f"--{option} must be at least 1, got {value}")
-        if self.freeze_epochs < 0 or (self.freeze_epochs and self.freeze_epochs >= self.epochs):
+            raise TrainError(
+                f"--va-head needs valence/arousal labels: {', '.join(datasets.having('valence_arousal'))} only, not {self.dataset}"
+            )
+        for field, value in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)):
+            if field in NUMERIC_BOUNDS:
+                check_number(field, value)
+        if self.freeze_epochs and self.freeze_epochs >= self.epochs:
             raise TrainError(
                 f"--freeze-epochs must be 0 or fewer than --epochs ({self.epochs}), got {self.freeze_epochs}"
             )
-        if not (self.ema == 0 or 0.0 < self.ema < 1.0):
-            raise TrainError(f"--ema must be 0 (off) or in (0, 1), got {self.ema}")
-        if self.patience < 0:
-            raise TrainError(f"--patience must be 0 (no early stopping) or positive, got {self.patience}")
-        if self.warmup_epochs < 0:
-            raise TrainError(f"--warmup-epochs must be 0 or positive, got {self.warmup_epochs}")
-        if self.oof_folds != 0 and self.oof_folds < 2:
-            raise TrainError(f"--oof-folds must be 0 (off) or at least 2, got {self.oof_folds}")
-        if self.oof_epochs < 0:
-            raise TrainError(f"--oof-epochs must be 0 (same as --epochs) or positive, got {self.oof_epochs}")
         if self.oof_folds and self.va_head:
             raise TrainError("--oof-folds with --va-head is not supported (out-of-fold predictions are for labels)")
-        if not 0.0 < self.holdout_fraction < 0.5:
-            raise TrainError(f"--holdout-fraction must be in (0, 0.5), got {self.holdout_fraction}")
         if self.weights == "imagenet":
             imagenet_alphas = IMAGENET_ALPHAS.get(self.model)
             if imagenet_alphas is None:

@@ -103,6 +103,7 @@ def plan_training(
         raise train_config.TrainError("--dataset is required (affectnet, ferplus or rafdb)")
     if policy and policies:
         raise train_config.TrainError("give either --policy or --policies, not both")
+    train_config.check_number("seeds", seeds)
     for key in ("data_dir", "exclude"):
         if options.get(key) is not None:
             options[key] = str(options[key])
@@ -113,8 +114,6 @@ def plan_training(
         runs_dir=str(runs_dir) if runs_dir else None,
         **options,
     )
-    if seeds < 1:
-        raise train_config.TrainError(f"--seeds must be at least 1, got {seeds}")
     return TrainingPlan(
         config=config,
         policies=policies,

@@ -262,15 +262,23 @@ def export_corrections_command(
 def app_command(
     name: NameOption = None,
     port: Annotated[int, typer.Option("--port", "-p", help="Port on 127.0.0.1.")] = 5151,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log-file", help="The App server's log (default <tmp>/curate-review-app-<port>.log)."),
+    ] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Serve the FiftyOne App on 127.0.0.1 only and print its URL (Ctrl-C stops it)."""
+    """Serve the FiftyOne App on 127.0.0.1 only and print its URL (Ctrl-C stops it; exits
+    with an error naming the log when the App server dies)."""
     from curate.review import app as review_app_module
 
     try:
         ds = _dataset(name, workspace)
         review_app_module.launch(
-            ds.name, port=port, announce=lambda line: console.print(line, highlight=False, soft_wrap=True)
+            ds.name,
+            port=port,
+            log_path=log_file,
+            announce=lambda line: console.print(line, highlight=False, soft_wrap=True),
         )
     except _user_errors() as error:
         fail(str(error))

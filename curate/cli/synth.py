@@ -87,7 +87,7 @@ def synth_affectnet(
             workers=workers,
             validation_scale=validation_scale,
         )
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         fail(str(error))
     _report(report)
 
@@ -121,7 +121,7 @@ def synth_ferplus(
             votes_from=votes_from,
             workers=workers,
         )
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         fail(str(error))
     _report(report)
 
@@ -142,6 +142,6 @@ def synth_rafdb(
         report = generate_rafdb(
             out, scale=scale, seed=seed, label_noise=label_noise, annotations_only=annotations_only, workers=workers
         )
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         fail(str(error))
     _report(report)

@@ -106,6 +106,124 @@ def read_bytes(path: AnyPath, relative: str) -> bytes:
         raise FormatError(f"{relative}: cannot read file: {error.strerror or error}") from None
 
 
+def read_text(path: AnyPath, relative: str) -> bytes:
+    """Bytes of a text annotation file, checked to be UTF-8 (:func:`check_utf8`).
+
+    A missing or unreadable file, or one in another encoding, is a :class:`FormatError`.
+    """
+    data = read_bytes(path, relative)
+    check_utf8(data, relative)
+    return data
+
+
+#: Byte-order marks of the encodings a spreadsheet may save a "Unicode" CSV in, longest first
+#: (UTF-32-LE's mark begins with UTF-16-LE's); ``iconv`` reads the mark with the plain names.
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32-LE", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32-BE", "UTF-32"),
+    (b"\xff\xfe", "UTF-16-LE", "UTF-16"),
+    (b"\xfe\xff", "UTF-16-BE", "UTF-16"),
+)
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _convert_hint(relative: str, source: str) -> str:
+    name = relative.rsplit("/", 1)[-1]
+    stem, dot, suffix = name.rpartition(".")
+    target = f"{stem}.utf8.{suffix}" if dot else f"{name}.utf8"
+    return f"convert it with: iconv -f {source} -t UTF-8 {name} > {target}"
+
+
+def check_wide_encoding(data: bytes, relative: str) -> None:
+    """Raise :class:`FormatError` when ``data`` (a whole file or its head) is UTF-16 / UTF-32
+    text (a byte-order mark, or NUL bytes, which UTF-8 text never holds).
+
+    The message names the file, the encoding found and how to convert it to UTF-8.
+    """
+    for mark, encoding, iconv_name in _BOMS:
+        if data.startswith(mark):
+            raise FormatError(
+                f"{relative}: the file is {encoding} (byte-order mark {mark.hex(' ').upper()}), but UTF-8 is "
+                f"expected; {_convert_hint(relative, iconv_name)}"
+            )
+    nul = data.find(b"\x00")
+    if nul < 0:
+        return
+    newline = b"\n"
+    line = data.count(newline, 0, nul) + 1
+    head = data[:4096]
+    zeros = head.count(b"\x00") / max(1, len(head))
+    odd, even = head[1::2].count(b"\x00"), head[0::2].count(b"\x00")
+    if zeros >= 0.6:
+        encoding = "UTF-32-LE" if head[:1] != b"\x00" else "UTF-32-BE"
+    elif odd > 0.4 * len(head[1::2]) and odd > 2 * even:
+        encoding = "UTF-16-LE"
+    elif even > 0.4 * len(head[0::2]) and even > 2 * odd:
+        encoding = "UTF-16-BE"
+    else:
+        raise FormatError(
+            f"{relative}: line {line}: NUL byte (byte {nul - data.rfind(newline, 0, nul)} of the line; a binary "
+            "file?); a UTF-8 text file is expected"
+        )
+    raise FormatError(
+        f"{relative}: line {line}: NUL bytes; the file looks like {encoding} without a byte-order mark, but UTF-8 "
+        f"is expected; {_convert_hint(relative, encoding.replace('-LE', 'LE').replace('-BE', 'BE'))}"
+    )
+
+
+def check_utf8(data: bytes, relative: str) -> None:
+    """Raise :class:`FormatError` unless ``data`` is UTF-8 text (a leading UTF-8 BOM is fine).
+
+    UTF-16 / UTF-32 (:func:`check_wide_encoding`) and invalid UTF-8 (e.g. a Latin-1 file: the
+    message names the first bad line, 1-based, and byte) are refused, so no replacement
+    character (U+FFFD) ever reaches a table. The whole buffer is checked at C speed
+    (``bytes.isascii``, then ``bytes.decode`` only when it holds non-ASCII bytes); the line
+    is located only on failure.
+    """
+    check_wide_encoding(data, relative)
+    if data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise FormatError(invalid_utf8_message(data, error.start, relative)) from None
+
+
+def invalid_utf8_message(data: bytes, offset: int, relative: str) -> str:
+    """``<file>: line N: byte 0xE9 (byte K of the line) is not valid UTF-8; ...`` for the bad
+    byte at ``offset`` of ``data``."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    line = data.count(b"\n", 0, offset) + 1
+    return (
+        f"{relative}: line {line}: byte 0x{data[offset]:02X} (byte {offset - line_start + 1} of the line) is not "
+        f"valid UTF-8; annotation files must be UTF-8 (a Latin-1 / Windows-1252 file? "
+        f"{_convert_hint(relative, 'WINDOWS-1252')})"
+    )
+
+
+def sha256_utf8_file(path: str | os.PathLike[str], relative: str, *, chunk: int = 1 << 24) -> str:
+    """SHA-256 of a local text file, checking on the way that it is UTF-8 (:func:`check_utf8`).
+
+    Read in chunks (the file never sits in memory whole); each chunk is hashed and checked to
+    be NUL-free ASCII. Only when a chunk is not is the whole file read and checked exactly, so
+    a valid non-ASCII UTF-8 file costs one more read and a clean ASCII one none.
+    """
+    digest = hashlib.sha256()
+    plain = True
+    with open(path, "rb") as handle:
+        first = True
+        while block := handle.read(chunk):
+            if first:
+                check_wide_encoding(block[:4096], relative)
+                first = False
+            digest.update(block)
+            plain = plain and block.isascii() and b"\x00" not in block
+    if not plain:
+        with open(path, "rb") as handle:
+            check_utf8(handle.read(), relative)
+    return digest.hexdigest()
+
+
 def read_optional(root: AnyPath, relative: str) -> bytes | None:
     """Bytes of ``root / relative``, or ``None`` when there is no such file.
 
@@ -142,7 +260,7 @@ def list_names(folder: AnyPath) -> list[str]:
 
 
 def strip_bom(data: bytes) -> bytes:
-    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    return data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data
 
 
 def read_lines(data: bytes) -> pl.DataFrame:

@@ -46,7 +46,6 @@ landmark count, valence/arousal sentinel checks).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +60,8 @@ from curate.formats import (
     AnyPath,
     PathLike,
     as_path,
+    check_utf8,
+    check_wide_encoding,
     concat_rejects,
     finish_annotations,
     finite_number,
@@ -70,6 +71,7 @@ from curate.formats import (
     read_bytes,
     read_lines,
     sha256_hex,
+    sha256_utf8_file,
     split_line_fields,
     strip_bom,
 )
@@ -216,7 +218,14 @@ def parse_original_csv(
     Given a path, Polars maps the file itself (no copy of the bytes in Python); the bytes are
     read only when some line needs the careful path.
     """
-    header = strip_bom(_head(data)).split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+    head = _head(data)
+    check_wide_encoding(head, relative)  # UTF-16 / UTF-32: say so, not "wrong header"
+    first_line = head.split(b"\n", 1)[0]
+    try:
+        header = strip_bom(first_line).decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        check_utf8(first_line, relative)  # raises, naming line 1 and the byte
+        raise
     if not header.strip():
         raise FormatError(f"{relative}: empty file or empty first line (expected the header {','.join(COLUMNS)})")
     _check_header(header, relative)
@@ -475,9 +484,12 @@ def _local_file(path: AnyPath, relative: str) -> bytes | str:
     return read_bytes(path, relative)
 
 
-def _file_sha256(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def _checked_sha256(source: bytes | str, relative: str) -> str:
+    """SHA-256 of a CSV's bytes or local file, raising :class:`FormatError` unless it is UTF-8."""
+    if isinstance(source, bytes):
+        check_utf8(source, relative)
+        return sha256_hex(source)
+    return sha256_utf8_file(source, relative)
 
 
 def _parse_and_hash(
@@ -486,9 +498,9 @@ def _parse_and_hash(
     """(kept, rejects, SHA-256) of one CSV; the hash runs in ``pool`` beside the parse (it
     takes the CPU the CSV reader leaves idle, then a core of the typing)."""
     source = _local_file(path, relative)
-    digest = pool.submit(sha256_hex if isinstance(source, bytes) else _file_sha256, source)
+    digest = pool.submit(_checked_sha256, source, relative)  # the encoding check rides on the hash's read
     kept, rejects = parse_original_csv(source, split=split, relative=relative)
-    return kept, rejects, digest.result()
+    return kept, rejects, digest.result()  # raises the encoding's FormatError before the rows are used
 
 
 def _read_original(root: AnyPath) -> ParsedTables:

@@ -48,8 +48,8 @@ from curate.formats import (
     finish_annotations,
     first_reason,
     integer_text,
-    read_bytes,
     read_lines,
+    read_text,
     sha256_hex,
     split_line_fields,
     split_rejects,
@@ -161,7 +161,7 @@ def read(manual_dir: PathLike, *, with_pixels: bool = False) -> ParsedTables:
         Layout ``fer2013+ferplus``; extras ``image_name`` (and ``pixels``).
     """
     root = as_path(manual_dir)
-    blobs = {name: read_bytes(root / name, name) for name in (FER2013_FILE, FERPLUS_FILE)}
+    blobs = {name: read_text(root / name, name) for name in (FER2013_FILE, FERPLUS_FILE)}
     with ThreadPoolExecutor(max_workers=1) as pool:
         digests = {name: pool.submit(sha256_hex, blob) for name, blob in blobs.items()}
         pixels = _parse_pixels_file(blobs[FER2013_FILE], FER2013_FILE)
@@ -243,7 +243,7 @@ def read_votes(path: PathLike) -> ParsedTables:
     ``source_file`` is the file name.
     """
     path = as_path(path)
-    data = read_bytes(path, path.name)
+    data = read_text(path, path.name)
     votes = _parse_votes(data, path.name)
     reason, detail = first_reason(
         [

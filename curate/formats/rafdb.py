@@ -41,9 +41,9 @@ from curate.formats import (
     concat_rejects,
     finish_annotations,
     first_reason,
-    read_bytes,
     read_lines,
     read_many,
+    read_text,
     sha256_hex,
     split_rejects,
 )
@@ -105,7 +105,7 @@ def read(manual_dir: PathLike) -> ParsedTables:
         Layout ``basic``; extras ``gender``, ``race``, ``age_group``, ``landmarks_auto``.
     """
     root = as_path(manual_dir)
-    data = read_bytes(root / LABEL_FILE, LABEL_FILE)
+    data = read_text(root / LABEL_FILE, LABEL_FILE)
     files = {LABEL_FILE: sha256_hex(data)}
     lines = read_lines(data)
     body = lines.filter(pl.col("line").is_not_null() & (pl.col("line").str.strip_chars() != ""))

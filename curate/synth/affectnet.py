@@ -100,25 +100,27 @@ def generate_affectnet(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown AffectNet layout {layout!r}; known: {', '.join(LAYOUTS)}")
     started = time.perf_counter()
-    out = common.prepare_out(out)
     scale = (1.0 if annotations_only else DEFAULT_SCALE) if scale is None else float(scale)
-    workers = common.default_workers(workers)
     validation_scale = scale if validation_scale is None else float(validation_scale)
-    if layout == "original":
-        content = _generate_original(out, (scale, validation_scale), seed, label_noise, annotations_only, workers)
-    else:
-        content = _generate_cropped(out, (scale, validation_scale), seed, label_noise, annotations_only, workers)
-    content.update(
-        dataset=DATASET,
-        layout=layout,
-        seed=seed,
-        scale=scale,
-        validation_scale=validation_scale,
-        label_noise=label_noise,
-        annotations_only=annotations_only,
-        generator_version=common.GENERATOR_VERSION,
+    common.check_options(
+        seed=seed, scale=scale, label_noise=label_noise, workers=workers, validation_scale=validation_scale
     )
-    return common.finish(out, content, started=started)
+    common.check_out(out)
+    generate = _generate_original if layout == "original" else _generate_cropped
+    with common.output_folder(out) as out:
+        workers = common.default_workers(workers)
+        content = generate(out, (scale, validation_scale), seed, label_noise, annotations_only, workers)
+        content.update(
+            dataset=DATASET,
+            layout=layout,
+            seed=seed,
+            scale=scale,
+            validation_scale=validation_scale,
+            label_noise=label_noise,
+            annotations_only=annotations_only,
+            generator_version=common.GENERATOR_VERSION,
+        )
+        return common.finish(out, content, started=started)
 
 
 def _noise(
@@ -464,7 +466,9 @@ def _generate_cropped(
     true = np.concatenate(list(parts.values()))
     splits = np.concatenate([[split] * len(values) for split, values in parts.items()]).astype(str)
     number_all = np.concatenate(list(numbers.values()))
-    ids = np.array([f"{cropped_fmt.CROPPED_DIRS[s]}/{k}" for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)])
+    ids = np.array(
+        [f"{cropped_fmt.CROPPED_DIRS[s]}/{k}" for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)]
+    )
     given, flipped, ledger = _noise(out, seed, true, ids, splits, label_noise, range(8))
     n = len(true)
     if annotations_only:
@@ -472,7 +476,9 @@ def _generate_cropped(
         _, landmarks, va = _placed_annotations(rng, seed, true, sizes, (0.8, 0.95))
         images_written = 0
     else:
-        paths = [cropped_fmt.cropped_image_path(s, k) for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)]
+        paths = [
+            cropped_fmt.cropped_image_path(s, k) for s, k in zip(splits.tolist(), number_all.tolist(), strict=True)
+        ]
         tasks = [
             {"out": str(out), "seed": seed, "chunk": k, "labels": true[s], "paths": paths[s]}
             for k, s in enumerate(common.chunk_slices(n))

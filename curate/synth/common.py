@@ -19,12 +19,14 @@ own generator, so the output bytes do not depend on the number of worker process
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
 import os
+import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,14 +206,72 @@ def write_manifest(out: str | Path, content: Mapping[str, Any]) -> Path:
     return path
 
 
+#: Largest ``scale`` (a fraction of the real dataset size); beyond it the counts stop looking real.
+MAX_SCALE = 4.0
+#: Seeds are NumPy ``SeedSequence`` entropy: non-negative and below 2**63.
+MAX_SEED = 2**63 - 1
 
-def prepare_out(out: str | Path) -> Path:
-    """Create the output folder; refuse one that already holds files."""
+
+def check_out(out: str | Path) -> Path:
+    """Refuse an ``out`` that cannot become an empty manual dir, touching nothing.
+
+    Raises ``ValueError`` naming the path when ``out`` (or a folder above it) exists and is
+    not a folder, when ``out`` is a folder that already holds files, or when the manifest or
+    noise-ledger path next to it is taken by a folder.
+    """
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out exists and is not a folder; choose a folder path (absent or empty)")
+    if out.is_dir() and any(out.iterdir()):
         raise ValueError(f"{out}: output folder is not empty; remove it or choose another")
-    out.mkdir(parents=True, exist_ok=True)
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{parent}: is a file, so --out {out} cannot be created inside it")
+            break
+    for beside in (manifest_path(out), noise_ledger_path(out)):
+        if beside.is_dir():
+            raise ValueError(f"{beside}: is a folder, but the generator writes a file there; remove it")
     return out
+
+
+def check_options(
+    *, seed: int, scale: float, label_noise: float, workers: int | None, validation_scale: float | None = None
+) -> None:
+    """Raise ``ValueError`` naming the first option outside its range (before anything is written)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed: value {seed} is out of range; allowed an integer in [0, 2**63 - 1]")
+    for option, value in (("--scale", scale), ("--validation-scale", validation_scale)):
+        if value is not None and not 0.0 < value <= MAX_SCALE:  # False for NaN
+            raise ValueError(f"{option}: value {value} is out of range; allowed (0, {MAX_SCALE:g}]")
+    if not 0.0 <= label_noise <= 1.0:
+        raise ValueError(f"--label-noise: value {label_noise} is out of range; allowed [0, 1]")
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers: value {workers} is out of range; allowed at least 1")
+
+
+@contextlib.contextmanager
+def output_folder(out: str | Path) -> Iterator[Path]:
+    """Create ``out`` (checked by :func:`check_out`) for a generator; all or nothing.
+
+    When the generator raises, what it wrote is removed: ``out`` itself when this call
+    created it (its contents when it was there, empty, before), and the manifest and noise
+    ledger next to it.
+    """
+    out = check_out(out)
+    existed = out.is_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except BaseException:
+        if existed:
+            for child in out.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+        for beside in (manifest_path(out), noise_ledger_path(out)):
+            beside.unlink(missing_ok=True)
+        raise
 
 
 def finish(out: Path, content: Mapping[str, Any], *, started: float) -> SynthReport:

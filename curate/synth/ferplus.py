@@ -97,16 +97,36 @@ def generate_ferplus(
         Processes drawing images (default ``os.cpu_count()``).
     """
     started = time.perf_counter()
-    out = common.prepare_out(out)
-    workers = common.default_workers(workers)
-    table_rng = np.random.default_rng([seed, _STREAM_TABLE])
     if votes_from is not None:
         if scale is not None and scale != 1.0:
             raise ValueError("scale does not apply with votes_from: every row of the vote file is generated")
+        if not Path(votes_from).is_file():
+            raise ValueError(f"{votes_from}: vote file not found")
         scale = 1.0
-        table = _table_from_votes(Path(votes_from), out, table_rng)
     else:
         scale = (1.0 if annotations_only else DEFAULT_SCALE) if scale is None else float(scale)
+    common.check_options(seed=seed, scale=scale, label_noise=label_noise, workers=workers)
+    common.check_out(out)
+    with common.output_folder(out) as folder:
+        return _write_ferplus(
+            folder, scale, seed, label_noise, annotations_only, votes_from, common.default_workers(workers), started
+        )
+
+
+def _write_ferplus(
+    out: Path,
+    scale: float,
+    seed: int,
+    label_noise: float,
+    annotations_only: bool,
+    votes_from: str | Path | None,
+    workers: int,
+    started: float,
+) -> common.SynthReport:
+    table_rng = np.random.default_rng([seed, _STREAM_TABLE])
+    if votes_from is not None:
+        table = _table_from_votes(Path(votes_from), out, table_rng)
+    else:
         table = _synthetic_table(table_rng, scale)
         fmt.write_ferplus_votes(out / fmt.FERPLUS_FILE, table["usage"], table["image_names"], table["votes"])
     n = len(table["true"])

@@ -70,9 +70,18 @@ def generate_rafdb(
         Processes drawing images (default ``os.cpu_count()``).
     """
     started = time.perf_counter()
-    out = common.prepare_out(out)
     scale = (1.0 if annotations_only else DEFAULT_SCALE) if scale is None else float(scale)
-    workers = common.default_workers(workers)
+    common.check_options(seed=seed, scale=scale, label_noise=label_noise, workers=workers)
+    common.check_out(out)
+    with common.output_folder(out) as folder:
+        return _write_rafdb(
+            folder, scale, seed, label_noise, annotations_only, common.default_workers(workers), started
+        )
+
+
+def _write_rafdb(
+    out: Path, scale: float, seed: int, label_noise: float, annotations_only: bool, workers: int, started: float
+) -> common.SynthReport:
     rng = np.random.default_rng([seed, _STREAM_TABLE])
     raw = {
         "train": common.shuffled_labels(rng, common.scale_counts(TRAIN_COUNTS, scale), codes=range(1, 8)),
