@@ -395,3 +395,25 @@ def test_generator_layouts_hold_the_same_rows(layout, tmp_path):
         assert report.manifest_path.exists()
         assert not (tmp_path / layout / "basic").exists()
         assert (tmp_path / layout / "train_labels.csv").read_text().startswith("image,label\ntrain_")
+
+
+def test_cli_synth_writes_a_folder_per_label_copy(tmp_path):
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "raf"
+    args = ["synth", "rafdb", "--out", str(out), "--layout", "folder-per-label", "--scale", "0.002", "--workers", "1"]
+    result = runner.invoke(app, [*args, "--no-labels-csv"])
+    assert result.exit_code == 0, result.output
+    assert "rafdb (folder-per-label)" in result.output
+    tables = rafdb.read(out)
+    assert tables.layout == "folder-per-label" and sorted(tables.files) == ["test/", "train/"]
+    assert (
+        tables.rejects.is_empty()
+        and tables.rows_in == read_manifest(out)["split_counts"]["train"] + (read_manifest(out)["split_counts"]["test"])
+    )
+    bad = runner.invoke(app, ["synth", "rafdb", "--out", str(tmp_path / "b"), "--layout", "kaggle"])
+    assert bad.exit_code == 1 and "unknown RAF-DB layout 'kaggle'" in bad.output
+    assert "basic-aligned-only" in bad.output

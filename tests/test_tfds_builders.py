@@ -745,6 +745,12 @@ def test_rafdb_hand_written_copies_build(layout, tmp_path):
             else:
                 assert not example["landmarks5"].any() and not example["landmarks37"].any()
                 assert attributes == (-1, -1, -1)
+    # Read back into the annotation schema (`curate ingest --tfds-dir`): no annotations, null landmarks.
+    from curate.tfds_tables import read_tfds
+
+    table = read_tfds(tmp_path / "data", "rafdb").annotations
+    assert table.height == sum(metadata["counts"][split]["examples"] for split in ("train", "test"))
+    assert table["landmarks"].null_count() == (0 if has_annotations else table.height)
 
 
 @pytest.mark.parametrize("layout", ["basic-aligned-only", "basic-labels-only", "folder-per-label"])

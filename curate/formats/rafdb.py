@@ -67,15 +67,17 @@ from curate.formats import (
 )
 from curate.formats.rafdb_copies import (
     DATASET,
+    EXTRA_COLUMNS,
     FOLDER_REASONS,
     LAYOUTS,
     Copy,
+    canonical_label,
     label_folder_splits,
     read_folder_per_label,
 )
 from curate.formats.schema import ParsedTables
 
-__all__ = ["DATASET", "LAYOUTS", "Copy", "detect_layout", "read"]
+__all__ = ["DATASET", "EXTRA_COLUMNS", "LAYOUTS", "Copy", "detect_layout", "read"]
 LABEL_FILE = "basic/EmoLabel/list_patition_label.txt"
 ANNOTATION_ROOT = "basic/Annotation"
 ALIGNED_DIR = "basic/Image/aligned"
@@ -87,12 +89,6 @@ ANNOTATION_DIRS: dict[str, tuple[str, str]] = {
 }
 NUM_MANUAL_LANDMARKS = 5
 NUM_AUTO_LANDMARKS = 37
-EXTRA_COLUMNS: dict[str, Any] = {
-    "gender": pl.Int8,
-    "race": pl.Int8,
-    "age_group": pl.Int8,
-    "landmarks_auto": pl.List(pl.Float32),
-}
 
 #: Reject reasons of the ``basic*`` copies.
 BASIC_REASONS: tuple[str, ...] = (
@@ -262,13 +258,12 @@ def _read_basic(root: AnyPath, copy: Copy) -> ParsedTables:
         ),
     ]
     reason, detail = first_reason(list_checks + (annotation_checks if copy.has_annotations else []))
-    canonical = list(labels.RAFDB_TO_CANONICAL)
     frame = frame.with_columns(reason, detail).with_columns(
         pl.lit(DATASET).alias("dataset"),
         pl.col("_prefix").replace_strict({"train": "train", "test": "test"}, default=None).alias("split"),
         pl.lit(LABEL_FILE).alias("source_file"),
         pl.format("{}/{}_aligned.jpg", pl.lit(ALIGNED_DIR), "id").alias("source_path"),
-        pl.col("raw_label").replace_strict(list(range(1, len(canonical) + 1)), canonical, default=None).alias("label"),
+        canonical_label(pl.col("raw_label")).alias("label"),
         box.list.get(0, null_on_oob=True).alias("face_x"),
         box.list.get(1, null_on_oob=True).alias("face_y"),
         (box.list.get(2, null_on_oob=True) - box.list.get(0, null_on_oob=True)).alias("face_width"),

@@ -105,12 +105,19 @@ FOLDER_REASONS: tuple[str, ...] = (
 
 _IMAGE_PATTERN = r"^((train|test)_[0-9]+)_aligned\.jpg$"
 _CSV_IMAGE_PATTERN = r"^((train|test)_[0-9]+)(?:_aligned)?\.jpg$"
-_EXTRAS: dict[str, Any] = {
+#: Extra columns of every RAF-DB copy (null where the copy has no annotation files).
+EXTRA_COLUMNS: dict[str, Any] = {
     "gender": pl.Int8,
     "race": pl.Int8,
     "age_group": pl.Int8,
     "landmarks_auto": pl.List(pl.Float32),
 }
+
+
+def canonical_label(raw_label: pl.Expr) -> pl.Expr:
+    """RAF label 1-7 -> canonical label (:data:`curate.labels.RAFDB_TO_CANONICAL`); null outside 1-7."""
+    canonical = list(labels.RAFDB_TO_CANONICAL)
+    return raw_label.replace_strict(list(range(1, len(canonical) + 1)), canonical, default=None)
 
 
 def labels_csv(split: str) -> str:
@@ -143,7 +150,8 @@ def read_folder_per_label(root: AnyPath) -> ParsedTables:
             csv_parts.append(_parse_csv(data, split))
             with_csv.append(split)
     images = _check_images(pl.concat(image_parts), with_csv)
-    csv = _check_csv(pl.concat(csv_parts) if csv_parts else _parse_csv(b"image,label\n", FOLDER_SPLITS[0]))
+    no_csv = _parse_csv(b"image,label\n", FOLDER_SPLITS[0])  # an empty table of the same columns
+    csv = _check_csv(pl.concat(csv_parts) if csv_parts else no_csv)
     # A CSV row and the image it names become one row; the rest stay alone.
     csv_columns = ["split", "id", "source_file", "source_row", "_image_text", "_csv_label"]
     image_columns = ["split", "id", "source_path", "_folder_label"]
@@ -186,15 +194,14 @@ def read_folder_per_label(root: AnyPath) -> ParsedTables:
         pl.col("source_row").fill_null(0),
         pl.coalesce("_csv_label", "_folder_label").alias("raw_label"),
     )
-    canonical = list(labels.RAFDB_TO_CANONICAL)
     frame = frame.with_columns(
         pl.lit(DATASET).alias("dataset"),
-        pl.col("raw_label").replace_strict(list(range(1, len(canonical) + 1)), canonical, default=None).alias("label"),
-        *(pl.lit(None, dtype=dtype).alias(name) for name, dtype in _EXTRAS.items()),
+        canonical_label(pl.col("raw_label")).alias("label"),
+        *(pl.lit(None, dtype=dtype).alias(name) for name, dtype in EXTRA_COLUMNS.items()),
     )
     kept, rejects = split_rejects(frame, DATASET)
     kept = kept.sort("split", "source_file", "source_row", "source_path", maintain_order=True)
-    annotations = finish_annotations(kept, list(_EXTRAS))
+    annotations = finish_annotations(kept, list(EXTRA_COLUMNS))
     return ParsedTables(annotations, concat_rejects([rejects]), dict(sorted(files.items())), "folder-per-label")
 
 
