@@ -114,7 +114,7 @@ class Builder(common.ManualDownloadBuilder):
     3. basic-labels-only -- basic/EmoLabel/ and basic/Image/aligned/ only, no
        basic/Annotation/: also landmarks zeros, gender/race/age_group -1, has_annotations False.
     4. folder-per-label -- aligned faces sorted by RAF label 1-7 (1 Surprise ... 7 Neutral),
-       as in the Kaggle copy (point --manual_dir at the folder holding train/ and test/):
+       (point --manual_dir at the folder holding train/ and test/; CSVs beside them):
       <manual_dir>/train/<1-7>/train_<digits>_aligned.jpg
       <manual_dir>/test/<1-7>/test_<digits>_aligned.jpg
       <manual_dir>/train_labels.csv, test_labels.csv   (optional; header image,label)
