@@ -249,14 +249,19 @@ def _ferplus_columns(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
 
 
 def _rafdb_columns(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
-    """``rafdb_label`` (0-based; the raw files are 1-based), ``label``, ``landmarks5``."""
+    """``rafdb_label`` (0-based; the raw files are 1-based), ``label``, ``landmarks5`` (null where
+    ``has_annotations`` is False: a copy without annotation files stores zeros)."""
     import polars as pl
 
-    return {
+    columns = {
         "raw_label": _codes("raw_label", np.asarray(batch["rafdb_label"], dtype=np.int64) + 1, pl.Int16),
         "label": _codes("label", batch["label"], pl.Int8),
         **_landmarks(batch, "landmarks5", n),
     }
+    if "landmarks" in columns and "has_annotations" in batch:
+        annotated = pl.Series(np.asarray(batch["has_annotations"], dtype=bool))
+        columns["landmarks"] = pl.select(pl.when(annotated).then(columns["landmarks"])).to_series()
+    return columns
 
 
 # --------------------------------------------------------------------------------------
@@ -314,6 +319,6 @@ RAFDB = register(
         tfds_columns=_rafdb_columns,
         default_policy="drop-7-plus",
         landmark_points=5,
-        manual_dir_hint="<folder with basic/>",
+        manual_dir_hint="<folder with basic/, or with train/<1-7>/ and test/<1-7>/>",
     )
 )

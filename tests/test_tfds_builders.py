@@ -24,6 +24,15 @@ import numpy as np
 import polars as pl
 import pytest
 from test_formats_ferplus import gs_in_memory
+from test_formats_rafdb import (
+    HAND_ROWS,
+    ORIGINAL_SIZE,
+    hand_box,
+    hand_csv,
+    tiny_jpeg,
+    write_basic_by_hand,
+    write_folders_by_hand,
+)
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -675,6 +684,119 @@ def test_rafdb_accounting_with_injected_image_faults(synth_rafdb, tmp_path):
                 np.clip([y / height, x / width, (y + h) / height, (x + w) / width], 0, 1),
                 atol=1e-6,
             )
+
+
+def _hand_copy(layout: str, manual: Path) -> dict[str, dict[str, str]]:
+    """A hand-written copy of ``layout`` with faults; split -> {id or source_file: expected reject reason}."""
+    if layout == "folder-per-label":
+        csv = hand_csv()
+        csv.append("train_00042_aligned.jpg,3")  # a CSV row without its image
+        write_folders_by_hand(manual, csv_lines={"train": csv})  # test/ has no CSV: labels from the folders
+        tiny_jpeg(manual / "train" / "6" / "train_00050_aligned.jpg")  # an image without a CSV row
+        tiny_jpeg(manual / "test" / "9" / "test_0009_aligned.jpg")  # a label folder out of range
+        return {
+            "train": {"train_00042": "missing image file", "train_00050": "not in label list"},
+            "test": {"test_0009": "label out of range"},
+        }
+    write_basic_by_hand(manual, original=layout == "basic", annotations=layout != "basic-labels-only")
+    if layout == "basic":  # originals present, one missing: that row is rejected, as always
+        (manual / "basic" / "Image" / "original" / "train_00002.jpg").unlink()
+    else:
+        (manual / "basic" / "Image" / "aligned" / "train_00002_aligned.jpg").unlink()
+    (manual / "basic" / "Image" / "aligned" / "test_0002_aligned.jpg").write_bytes(b"not a JPEG")
+    return {"train": {"train_00002": common.MISSING_IMAGE}, "test": {"test_0002": common.UNDECODABLE_IMAGE}}
+
+
+@pytest.mark.parametrize("layout", ["basic", "basic-aligned-only", "basic-labels-only", "folder-per-label"])
+def test_rafdb_hand_written_copies_build(layout, tmp_path):
+    """Each copy people hold builds; the metadata names it; every row is an example or a listed reject."""
+    from curate import labels
+
+    manual = tmp_path / "manual"
+    expected_rejects = _hand_copy(layout, manual)
+    builder = build("rafdb", manual, tmp_path / "data")
+    metadata = builder.info.metadata
+    assert metadata["layout"] == layout and builder.info.version == "1.1.0"
+    has_original, has_annotations = layout == "basic", layout in ("basic", "basic-aligned-only")
+    index = {stem: i for i, (stem, _) in enumerate(HAND_ROWS)}
+    for split in ("train", "test"):
+        ledger = common.read_ledger(builder.data_path, split)
+        assert {r["id"]: r["reason"] for r in ledger} == expected_rejects[split]
+        counts = metadata["counts"][split]
+        assert counts["rows_in"] == counts["examples"] + counts["rejects"]
+        stored = examples(builder, split)
+        listed = [stem for stem, _ in HAND_ROWS if stem.startswith(split) and stem not in expected_rejects[split]]
+        assert sorted(e["id"].decode() for e in stored) == listed and counts["examples"] == len(listed)
+        for example in stored:
+            i = index[example["id"].decode()]
+            raw = HAND_ROWS[i][1]
+            assert example["rafdb_label"] == raw - 1 and example["label"] == labels.RAFDB_TO_CANONICAL[raw - 1]
+            assert example["image"].shape == (100, 100, 3)
+            assert (example["has_original"], example["has_annotations"]) == (has_original, has_annotations)
+            x1, y1, x2, y2 = hand_box(i)
+            width, height = ORIGINAL_SIZE
+            box = [y1 / height, x1 / width, y2 / height, x2 / width] if has_original else [0.0] * 4
+            np.testing.assert_allclose(example["face_box"], box, atol=1e-6)
+            attributes = (example["gender"], example["race"], example["age_group"])
+            if has_annotations:
+                assert example["landmarks5"][0].tolist() == [50.0 + i, 60.0]
+                assert example["landmarks37"][36].tolist() == [66.0, 76.0 + i]
+                assert attributes == (i % 3, (i + 1) % 3, i % 5)
+            else:
+                assert not example["landmarks5"].any() and not example["landmarks37"].any()
+                assert attributes == (-1, -1, -1)
+    # Read back into the annotation schema (`curate ingest --tfds-dir`): no annotations, null landmarks.
+    from curate.tfds_tables import read_tfds
+
+    table = read_tfds(tmp_path / "data", "rafdb").annotations
+    assert table.height == sum(metadata["counts"][split]["examples"] for split in ("train", "test"))
+    assert table["landmarks"].null_count() == (0 if has_annotations else table.height)
+
+
+@pytest.mark.parametrize("layout", ["basic-aligned-only", "basic-labels-only", "folder-per-label"])
+def test_rafdb_generator_copies_build_the_basic_images(layout, tmp_path):
+    """The generator's copies of one draw give the basic build's images and labels, less what they lack."""
+    from curate.synth.rafdb import generate_rafdb
+
+    generate_rafdb(tmp_path / "basic", scale=0.002, seed=9, workers=1)
+    generate_rafdb(tmp_path / layout, scale=0.002, seed=9, workers=1, layout=layout, labels_csv=False)
+    basic = build("rafdb", tmp_path / "basic", tmp_path / "data-basic")
+    other = build("rafdb", tmp_path / layout, tmp_path / "data-other")
+    assert (basic.info.metadata["layout"], other.info.metadata["layout"]) == ("basic", layout)
+    kept = ["id", "image", "rafdb_label", "label"] + (["landmarks5", "landmarks37"] if "aligned" in layout else [])
+    for split in ("train", "test"):
+        counts = other.info.metadata["counts"][split]
+        assert counts["rows_in"] == counts["examples"] == basic.info.metadata["counts"][split]["examples"]
+        ours = sorted(examples(other, split), key=lambda e: e["id"])
+        theirs = sorted(examples(basic, split), key=lambda e: e["id"])
+        assert_same_examples([{k: e[k] for k in kept} for e in ours], [{k: e[k] for k in kept} for e in theirs])
+        assert all(not e["has_original"] and not e["face_box"].any() for e in ours)
+
+
+def test_rafdb_csv_and_folder_disagree_fails_the_build(tmp_path):
+    csv = hand_csv()
+    csv[1] = "train_00001_aligned.jpg,3"  # the image lies in train/5/
+    write_folders_by_hand(tmp_path / "manual", csv_lines={"train": csv})
+    with pytest.raises(AssertionError, match="Could not read the manual files") as error:
+        build("rafdb", tmp_path / "manual", tmp_path / "data")
+    first_line = str(error.value).splitlines()[0]
+    assert first_line.endswith(
+        "train_labels.csv:2: train_00001_aligned.jpg has label 3 in the CSV but lies in "
+        "train/5/train_00001_aligned.jpg (label folder 5); fix the CSV or move the image"
+    )
+    assert not (tmp_path / "data" / "rafdb" / "1.1.0").exists()
+
+
+def test_rafdb_unknown_copy_lists_what_was_looked_for(tmp_path):
+    (tmp_path / "manual" / "DATASET" / "train" / "1").mkdir(parents=True)
+    with pytest.raises(AssertionError, match="no RAF-DB copy found") as error:
+        build("rafdb", tmp_path / "manual", tmp_path / "data")
+    first_line, *instructions = str(error.value).splitlines()
+    assert first_line.endswith("(folder-per-label); top-level entries found: DATASET")
+    text = "\n".join(instructions)
+    for copy in ("basic", "basic-aligned-only", "basic-labels-only", "folder-per-label"):
+        assert f" {copy} -- " in text
+    assert "<manual_dir>/train/<1-7>/train_<digits>_aligned.jpg" in text
 
 
 def test_rafdb_build_from_cluster_storage(synth_rafdb, memory_gs, tmp_path):

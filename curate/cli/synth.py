@@ -129,18 +129,35 @@ def synth_ferplus(
 @synth_app.command("rafdb")
 def synth_rafdb(
     out: Out,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="Copy to write: basic (as released), basic-aligned-only (no original images), "
+            "basic-labels-only (no Annotation/ either) or folder-per-label (<split>/<1-7>/ + <split>_labels.csv)."
+        ),
+    ] = "basic",
+    labels_csv: Annotated[
+        bool, typer.Option("--labels-csv/--no-labels-csv", help="folder-per-label: write <split>_labels.csv.")
+    ] = True,
     scale: Scale = None,
     seed: Seed = 0,
     label_noise: LabelNoise = 0.0,
     annotations_only: AnnotationsOnly = False,
     workers: Workers = None,
 ) -> None:
-    """Fake RAF-DB basic: label list, original and aligned images, annotation files."""
+    """Fake RAF-DB basic: label list, original and aligned images, annotation files (or another copy, --layout)."""
     from curate.synth.rafdb import generate_rafdb
 
     try:
         report = generate_rafdb(
-            out, scale=scale, seed=seed, label_noise=label_noise, annotations_only=annotations_only, workers=workers
+            out,
+            scale=scale,
+            seed=seed,
+            label_noise=label_noise,
+            annotations_only=annotations_only,
+            layout=layout,
+            labels_csv=labels_csv,
+            workers=workers,
         )
     except (ValueError, OSError) as error:
         fail(str(error))

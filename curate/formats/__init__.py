@@ -7,7 +7,9 @@ Scope
   :mod:`curate.formats.affectnet_cropped` (rules both share: :mod:`curate.formats.affectnet_rules`).
 * :mod:`curate.formats.ferplus` -- ``fer2013.csv`` (pixels, FER2013 label) aligned row by row
   with ``fer2013new.csv`` (FER+ votes).
-* :mod:`curate.formats.rafdb` -- RAF-DB basic label list and per-image annotation files.
+* :mod:`curate.formats.rafdb` -- RAF-DB basic label list and per-image annotation files, and
+  the other copies people hold (without originals or annotations; folder-per-label, in
+  :mod:`curate.formats.rafdb_copies`).
 
 Every reader returns :class:`~curate.formats.schema.ParsedTables`: the common annotation
 table (:data:`~curate.formats.schema.ANNOTATION_SCHEMA` plus dataset extras), a rejects

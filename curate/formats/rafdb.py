@@ -1,7 +1,14 @@
-"""RAF-DB basic: the label list and the per-image annotation files.
+"""RAF-DB: the ``basic`` label list and per-image annotation files, and the other copies people hold.
 
-Layout (under the manual dir)
------------------------------
+:func:`read` detects which copy the manual dir holds (:func:`detect_layout`, once per copy,
+never per row) and records it as ``ParsedTables.layout``: ``basic``,
+``basic-aligned-only``, ``basic-labels-only`` or ``folder-per-label``
+(:data:`curate.formats.rafdb_copies.LAYOUTS` says what each one gives; the folder-per-label
+reader lives there). A manual dir that matches none is a :class:`FormatError` naming what
+was looked for and the top-level entries found.
+
+``basic`` layout (under the manual dir)
+---------------------------------------
 * ``basic/EmoLabel/list_patition_label.txt`` (sic): lines ``train_00001.jpg 5`` /
   ``test_0001.jpg 1``; labels 1 Surprise ... 7 Neutral (:data:`curate.labels.RAFDB_NAMES`).
   The split comes from the name prefix (``train`` / ``test``).
@@ -17,6 +24,14 @@ Layout (under the manual dir)
 
 Ids are the file stems (``train_00001``); ``source_row`` is the line in the label list.
 
+Without ``basic/Image/original/`` (absent or empty) the copy is ``basic-aligned-only``: it
+is read exactly as ``basic`` (the reader never opens images); a build then cannot normalise
+the face box. With ``basic/Image/original/`` present, a missing original is a reject of
+that row in the builder, as before. Without ``basic/Annotation/`` the copy is
+``basic-labels-only``: no annotation file is read and the box, landmarks and attribute
+columns are null. With ``basic/Annotation/`` present but one of its three folders absent
+the read stops (:class:`FormatError`): remove ``Annotation/`` to build without annotations.
+
 Reject reasons, first failing check wins: ``malformed row`` (a list line that is not
 ``<train|test>_<digits>.jpg <integer>``), ``label out of range`` (not 1-7), ``duplicate id``
 (a name listed again; the first is kept), ``missing annotation file`` (any of the three
@@ -27,6 +42,7 @@ number of values or a value that does not parse), ``non-positive face box``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +52,34 @@ import polars as pl
 from curate import labels
 from curate.formats import (
     AnyPath,
+    FormatError,
     PathLike,
     as_path,
     concat_rejects,
     finish_annotations,
     first_reason,
+    list_names,
     read_lines,
     read_many,
     read_text,
     sha256_hex,
     split_rejects,
 )
+from curate.formats.rafdb_copies import (
+    DATASET,
+    EXTRA_COLUMNS,
+    FOLDER_REASONS,
+    LAYOUTS,
+    Copy,
+    canonical_label,
+    label_folder_splits,
+    read_folder_per_label,
+)
 from curate.formats.schema import ParsedTables
 
-DATASET = "rafdb"
+__all__ = ["DATASET", "EXTRA_COLUMNS", "LAYOUTS", "Copy", "detect_layout", "read"]
 LABEL_FILE = "basic/EmoLabel/list_patition_label.txt"
+ANNOTATION_ROOT = "basic/Annotation"
 ALIGNED_DIR = "basic/Image/aligned"
 ORIGINAL_DIR = "basic/Image/original"
 ANNOTATION_DIRS: dict[str, tuple[str, str]] = {
@@ -60,15 +89,9 @@ ANNOTATION_DIRS: dict[str, tuple[str, str]] = {
 }
 NUM_MANUAL_LANDMARKS = 5
 NUM_AUTO_LANDMARKS = 37
-EXTRA_COLUMNS: dict[str, Any] = {
-    "gender": pl.Int8,
-    "race": pl.Int8,
-    "age_group": pl.Int8,
-    "landmarks_auto": pl.List(pl.Float32),
-}
 
-#: Reject reasons this module emits.
-REASONS: tuple[str, ...] = (
+#: Reject reasons of the ``basic*`` copies.
+BASIC_REASONS: tuple[str, ...] = (
     "malformed row",
     "label out of range",
     "duplicate id",
@@ -76,6 +99,8 @@ REASONS: tuple[str, ...] = (
     "malformed annotation",
     "non-positive face box",
 )
+#: Every reject reason :func:`read` emits (``basic*`` copies, then folder-per-label).
+REASONS: tuple[str, ...] = tuple(dict.fromkeys(BASIC_REASONS + FOLDER_REASONS))
 
 _NAME_PATTERN = r"^((train|test)_[0-9]+)\.jpg$"
 
@@ -93,8 +118,48 @@ def annotation_path(kind: str, stem: str) -> str:
     return f"{folder}/{stem}{suffix}"
 
 
+def detect_layout(manual_dir: PathLike) -> str:
+    """Which copy of RAF-DB ``manual_dir`` holds: a key of :data:`LAYOUTS`.
+
+    ``basic/EmoLabel/list_patition_label.txt`` makes it a ``basic*`` copy (which one: see
+    the module docstring); otherwise label folders ``train/<1-7>/`` or ``test/<1-7>/`` make
+    it ``folder-per-label``. Anything else is a one-line :class:`FormatError` listing what was
+    looked for and the top-level entries found.
+    """
+    root = as_path(manual_dir)
+    if (root / LABEL_FILE).is_file() or (root / "basic").is_dir():
+        if not (root / ANNOTATION_ROOT).is_dir():
+            return "basic-labels-only"
+        absent = [folder for folder, _ in ANNOTATION_DIRS.values() if not (root / folder).is_dir()]
+        if absent:
+            raise FormatError(
+                f"{absent[0]}/: missing folder ({ANNOTATION_ROOT}/ is present, so all of "
+                f"{', '.join(f for f, _ in ANNOTATION_DIRS.values())} are expected; remove "
+                f"{ANNOTATION_ROOT}/ to build without annotations)"
+            )
+        return "basic" if _has_entries(root / ORIGINAL_DIR) else "basic-aligned-only"
+    if label_folder_splits(root):
+        return "folder-per-label"
+    found = [name for name in list_names(root) if not name.startswith(".")] if root.is_dir() else []
+    shown = ", ".join(found[:20]) + (f", ... ({len(found) - 20} more)" if len(found) > 20 else "")
+    raise FormatError(
+        f"{root}: no RAF-DB copy found; looked for {LABEL_FILE} (basic copies) and train/<1-7>/ or "
+        f"test/<1-7>/ (folder-per-label); top-level entries found: {shown or '(none)'}"
+    )
+
+
+def _has_entries(folder: AnyPath) -> bool:
+    """True when ``folder`` is a directory with at least one entry that is not hidden."""
+    if not folder.is_dir():
+        return False
+    if isinstance(folder, Path):
+        with os.scandir(folder) as entries:
+            return any(not entry.name.startswith(".") for entry in entries)
+    return any(not child.name.startswith(".") for child in folder.iterdir())
+
+
 def read(manual_dir: PathLike) -> ParsedTables:
-    """Read a RAF-DB basic manual dir (the folder that contains ``basic/``).
+    """Read a RAF-DB manual dir: any copy of :data:`LAYOUTS` (:func:`detect_layout`).
 
     ``manual_dir`` is a local path or a ``gs://``-style URI / ``epath.Path``; on remote
     storage the per-image annotation files are fetched by a pool of threads.
@@ -102,9 +167,18 @@ def read(manual_dir: PathLike) -> ParsedTables:
     Returns
     -------
     ParsedTables
-        Layout ``basic``; extras ``gender``, ``race``, ``age_group``, ``landmarks_auto``.
+        ``layout`` as detected; extras ``gender``, ``race``, ``age_group``,
+        ``landmarks_auto`` (null, with the box and landmarks, in copies without annotations).
     """
     root = as_path(manual_dir)
+    layout = detect_layout(root)
+    if layout == "folder-per-label":
+        return read_folder_per_label(root)
+    return _read_basic(root, LAYOUTS[layout])
+
+
+def _read_basic(root: AnyPath, copy: Copy) -> ParsedTables:
+    """The ``basic*`` copies: the label list, and the annotation files when the copy has them."""
     data = read_text(root / LABEL_FILE, LABEL_FILE)
     files = {LABEL_FILE: sha256_hex(data)}
     lines = read_lines(data)
@@ -128,8 +202,9 @@ def read(manual_dir: PathLike) -> ParsedTables:
     )
     first_rows = frame.filter(early_ok).group_by("id").agg(pl.col("source_row").min().alias("_first_row"))
     frame = frame.join(first_rows, on="id", how="left", maintain_order="left")
-    # Annotation files of the rows that passed the list checks (one read per file).
-    wanted = frame.filter(early_ok & ~pl.col("_duplicate"))["id"].to_list()
+    # Annotation files of the rows that passed the list checks (one read per file); none
+    # in a copy without Annotation/, whose box, landmark and attribute columns stay null.
+    wanted = frame.filter(early_ok & ~pl.col("_duplicate"))["id"].to_list() if copy.has_annotations else []
     contents = {kind: _read_annotation_files(root, kind, wanted, files) for kind in ANNOTATION_DIRS}
     parsed = pl.DataFrame({"id": pl.Series(wanted, dtype=pl.String)})
     for kind, texts in contents.items():
@@ -153,42 +228,42 @@ def read(manual_dir: PathLike) -> ParsedTables:
         | _bad_count(auto, 2 * NUM_AUTO_LANDMARKS)
         | (attributes.list.eval(pl.element() != pl.element().round(0)).list.any()).fill_null(True)
     )
-    reason, detail = first_reason(
-        [
-            (malformed, "malformed row", pl.col("_name").fill_null(pl.lit(""))),
-            (label_bad, "label out of range", pl.col("_label_text")),
-            (pl.col("_duplicate"), "duplicate id", pl.format("first listed at line {}", "_first_row")),
-            (
-                pl.any_horizontal(*(pl.col(f"_{kind}").is_null() for kind in ANNOTATION_DIRS)),
-                "missing annotation file",
-                missing_detail.str.replace_all("{id}", pl.col("id"), literal=True),
+    list_checks = [
+        (malformed, "malformed row", pl.col("_name").fill_null(pl.lit(""))),
+        (label_bad, "label out of range", pl.col("_label_text")),
+        (pl.col("_duplicate"), "duplicate id", pl.format("first listed at line {}", "_first_row")),
+    ]
+    annotation_checks = [
+        (
+            pl.any_horizontal(*(pl.col(f"_{kind}").is_null() for kind in ANNOTATION_DIRS)),
+            "missing annotation file",
+            missing_detail.str.replace_all("{id}", pl.col("id"), literal=True),
+        ),
+        (
+            malformed_annotation,
+            "malformed annotation",
+            pl.format(
+                "{} box values (4), {} manual values ({}), {} auto values ({})",
+                box.list.len(),
+                manual.list.len(),
+                pl.lit(n_manual),
+                auto.list.len(),
+                pl.lit(2 * NUM_AUTO_LANDMARKS),
             ),
-            (
-                malformed_annotation,
-                "malformed annotation",
-                pl.format(
-                    "{} box values (4), {} manual values ({}), {} auto values ({})",
-                    box.list.len(),
-                    manual.list.len(),
-                    pl.lit(n_manual),
-                    auto.list.len(),
-                    pl.lit(2 * NUM_AUTO_LANDMARKS),
-                ),
-            ),
-            (
-                (box.list.get(2) <= box.list.get(0)) | (box.list.get(3) <= box.list.get(1)),
-                "non-positive face box",
-                pl.col("_boundingbox").str.strip_chars(),
-            ),
-        ]
-    )
-    canonical = list(labels.RAFDB_TO_CANONICAL)
+        ),
+        (
+            (box.list.get(2) <= box.list.get(0)) | (box.list.get(3) <= box.list.get(1)),
+            "non-positive face box",
+            pl.col("_boundingbox").str.strip_chars(),
+        ),
+    ]
+    reason, detail = first_reason(list_checks + (annotation_checks if copy.has_annotations else []))
     frame = frame.with_columns(reason, detail).with_columns(
         pl.lit(DATASET).alias("dataset"),
         pl.col("_prefix").replace_strict({"train": "train", "test": "test"}, default=None).alias("split"),
         pl.lit(LABEL_FILE).alias("source_file"),
         pl.format("{}/{}_aligned.jpg", pl.lit(ALIGNED_DIR), "id").alias("source_path"),
-        pl.col("raw_label").replace_strict(list(range(1, len(canonical) + 1)), canonical, default=None).alias("label"),
+        canonical_label(pl.col("raw_label")).alias("label"),
         box.list.get(0, null_on_oob=True).alias("face_x"),
         box.list.get(1, null_on_oob=True).alias("face_y"),
         (box.list.get(2, null_on_oob=True) - box.list.get(0, null_on_oob=True)).alias("face_width"),
@@ -201,7 +276,8 @@ def read(manual_dir: PathLike) -> ParsedTables:
     )
     kept, rejects = split_rejects(frame, DATASET)
     kept = kept.with_columns(pl.col(name).cast(dtype) for name, dtype in EXTRA_COLUMNS.items())
-    return ParsedTables(finish_annotations(kept, list(EXTRA_COLUMNS)), concat_rejects([rejects]), files, "basic")
+    annotations = finish_annotations(kept, list(EXTRA_COLUMNS))
+    return ParsedTables(annotations, concat_rejects([rejects]), files, copy.layout)
 
 
 def _numbers(text: pl.Expr) -> pl.Expr:

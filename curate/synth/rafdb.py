@@ -14,11 +14,19 @@ shuffled class order.
 ``label_noise`` flips the written RAF label of exactly ``round(rate * rows)`` images along
 :data:`curate.synth.common.CONFUSIONS` (ledger ``<out>.noise_ledger.parquet``, canonical
 labels). ``annotations_only`` writes the list and annotation files without images.
+
+``layout`` writes one of the other copies people hold (:data:`curate.formats.rafdb.LAYOUTS`),
+from the same draw (same seed, same faces and labels): ``basic-aligned-only`` leaves out
+``basic/Image/original/``, ``basic-labels-only`` also ``basic/Annotation/``, and
+``folder-per-label`` writes ``<split>/<1-7>/<stem>_aligned.jpg`` plus ``<split>_labels.csv``
+(unless ``labels_csv`` is False) instead of ``basic/``.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ import numpy as np
 
 from curate import labels
 from curate.formats import rafdb as fmt
+from curate.formats import rafdb_copies
 from curate.synth import common
 
 DATASET = "rafdb"
@@ -49,6 +58,8 @@ def generate_rafdb(
     seed: int = 0,
     label_noise: float = 0.0,
     annotations_only: bool = False,
+    layout: str = "basic",
+    labels_csv: bool = True,
     workers: int | None = None,
 ) -> common.SynthReport:
     """Write a fake RAF-DB basic manual dir at ``out``.
@@ -65,23 +76,33 @@ def generate_rafdb(
     label_noise : float
         Fraction of images whose written label is flipped (ledger next to ``out``).
     annotations_only : bool
-        Write the label list and annotation files only.
+        Write the label list and annotation files only (``basic`` layouts).
+    layout : str
+        A key of :data:`curate.formats.rafdb.LAYOUTS` (default ``basic``).
+    labels_csv : bool
+        ``folder-per-label`` only: write ``<split>_labels.csv`` next to the split folders.
     workers : int, optional
         Processes drawing images (default ``os.cpu_count()``).
     """
+    if layout not in fmt.LAYOUTS:
+        raise ValueError(f"unknown RAF-DB layout {layout!r}; known: {', '.join(fmt.LAYOUTS)}")
+    if annotations_only and layout == "folder-per-label":
+        raise ValueError("folder-per-label is made of images: it cannot be written with annotations_only")
     started = time.perf_counter()
     scale = (1.0 if annotations_only else DEFAULT_SCALE) if scale is None else float(scale)
     common.check_options(seed=seed, scale=scale, label_noise=label_noise, workers=workers)
     common.check_out(out)
     with common.output_folder(out) as folder:
         return _write_rafdb(
-            folder, scale, seed, label_noise, annotations_only, common.default_workers(workers), started
-        )
+            folder, scale, seed, label_noise, annotations_only, common.default_workers(workers), started,
+            layout=layout, labels_csv=labels_csv,
+        )  # fmt: skip
 
 
 def _write_rafdb(
-    out: Path, scale: float, seed: int, label_noise: float, annotations_only: bool, workers: int, started: float
-) -> common.SynthReport:
+    out: Path, scale: float, seed: int, label_noise: float, annotations_only: bool, workers: int, started: float,
+    *, layout: str, labels_csv: bool,
+) -> common.SynthReport:  # fmt: skip
     rng = np.random.default_rng([seed, _STREAM_TABLE])
     raw = {
         "train": common.shuffled_labels(rng, common.scale_counts(TRAIN_COUNTS, scale), codes=range(1, 8)),
@@ -125,16 +146,19 @@ def _write_rafdb(
     fmt.write_annotations(
         out, stems, corners, landmarks5, attributes[:, 0], attributes[:, 1], attributes[:, 2], landmarks37
     )
+    files = _keep_layout(out, layout, stems, splits, raw_given, labels_csv=labels_csv)
+    if layout != "basic" and images_written:
+        images_written = n  # the aligned faces only
     n_train = len(raw["train"])
     content: dict[str, Any] = {
         "dataset": DATASET,
-        "layout": "basic",
+        "layout": layout,
         "seed": seed,
         "scale": scale,
         "label_noise": label_noise,
         "annotations_only": annotations_only,
         "generator_version": common.GENERATOR_VERSION,
-        "files": [fmt.LABEL_FILE],
+        "files": files,
         "split_counts": {"train": n_train, "test": n - n_train},
         "class_counts": common.class_counts({"train": given[:n_train], "test": given[n_train:]}),
         "raw_class_counts": common.class_counts({"train": raw_given[:n_train], "test": raw_given[n_train:]}),
@@ -146,6 +170,31 @@ def _write_rafdb(
         "noise_ledger": ledger.name if ledger else None,
     }
     return common.finish(out, content, started=started)
+
+
+def _keep_layout(
+    out: Path, layout: str, stems: list[str], splits: np.ndarray, raw: np.ndarray, *, labels_csv: bool
+) -> list[str]:
+    """Turn the written ``basic`` copy into ``layout``; the annotation files it holds (manifest ``files``)."""
+    if layout == "basic":
+        return [fmt.LABEL_FILE]
+    if layout in ("basic-aligned-only", "basic-labels-only"):
+        shutil.rmtree(out / fmt.ORIGINAL_DIR, ignore_errors=True)
+        if layout == "basic-labels-only":
+            shutil.rmtree(out / fmt.ANNOTATION_ROOT)
+        return [fmt.LABEL_FILE]
+    files = []
+    for split in rafdb_copies.FOLDER_SPLITS:
+        chosen = np.flatnonzero(splits == split)
+        for i in chosen.tolist():
+            target = out / rafdb_copies.folder_image_path(split, int(raw[i]), stems[i])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(out / fmt.aligned_path(stems[i]), target)
+        if labels_csv:
+            rafdb_copies.write_labels_csv(out, split, [stems[i] for i in chosen.tolist()], raw[chosen])
+            files.append(rafdb_copies.labels_csv(split))
+    shutil.rmtree(out / "basic")
+    return files
 
 
 def _jpeg(image: Any) -> bytes:
