@@ -327,3 +327,39 @@ def test_ingest_vote_mode_refused_for_a_dataset_without_votes(tmp_path, synth_ra
         app, ["ingest", "rafdb", "--manual-dir", str(synth_rafdb), "--vote-mode", "majority", "-w", str(tmp_path)]
     )
     assert result.exit_code == 1 and "a vote mode applies to ferplus only" in result.output
+
+
+# -- the real FER+ vote file -------------------------------------------------------------
+
+
+def _real_votes_file() -> Path | None:
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    for candidate in (
+        os.environ.get("FERPLUS_LABELS_CSV"),
+        repo.parent / "shared" / "data" / "ferplus" / "fer2013new.csv",
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def test_real_vote_file_labels_and_keep_all(tmp_path):
+    real = _real_votes_file()
+    if real is None:
+        pytest.skip("real fer2013new.csv not found: set FERPLUS_LABELS_CSV or place it at ../shared/data/ferplus/")
+    votes = pl.read_csv(real, columns=list(labels.FERPLUS_VOTE_COLUMNS)).to_numpy()
+    oracle = [majority_oracle(row) for row in votes.tolist()]
+    ws_dir = tmp_path / "ws"
+    result = runner.invoke(app, ["ingest", "ferplus", "--votes-file", str(real), "-w", str(ws_dir)])
+    assert result.exit_code == 0, result.output
+    ws = Workspace(ws_dir, timeout=0)
+    frame = ws.annotations("ferplus", columns=["id", "label"]).sort("id")
+    assert frame["id"].to_list() == [f"fer{i:07d}" for i in range(len(oracle))]
+    assert frame["label"].to_list() == oracle
+    result = runner.invoke(app, ["remap", "--policy", "keep-all", "-d", "ferplus", "-w", str(ws_dir)])
+    assert result.exit_code == 0, result.output
+    kept = sum(label < 9 for label in oracle)
+    assert kept == 31_412  # the FER+ authors' majority-mode count (docs/studies.md)
+    assert f"kept {kept:,} of {len(oracle):,} rows" in result.output
