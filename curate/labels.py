@@ -10,7 +10,10 @@ Scope
   is accepted (:func:`get_policy`).
 * FER+ vote modes: the FER+ authors' rules that turn ten annotator votes into a hard label or
   a soft target (``majority``, ``probability``, ``crossentropy``, ``multi-target``), plus
-  plain ``argmax``. One vectorised implementation serves NumPy and TensorFlow.
+  plain ``argmax``. One vectorised implementation serves NumPy and TensorFlow. The names
+  (:data:`VOTE_MODES`) and the default (:data:`DEFAULT_VOTE_MODE`) are those of every
+  ``--vote-mode`` option; a FERPlus row whose winner is ``unknown`` / ``NF`` (canonical 9 / 10,
+  :data:`VOTE_EXCLUDED_LABELS`) is outside the labelled set under every policy.
 * Three adapters of one policy -- a Polars expression, a DuckDB mapping table (and SQL CASE),
   and a ``tf.lookup.StaticHashTable`` -- so the studies, the builders' read-time helper, the
   trainer and the review app all apply the same mapping.

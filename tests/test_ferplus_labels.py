@@ -299,6 +299,7 @@ def test_balance_and_study_vote_mode_leave_the_workspace_unchanged(manual_dir, t
     results = json.loads((tmp_path / "rep" / "study.json").read_text())
     assert results["vote_mode"] == "probability" and results["vote_excluded"] == {"Uncertain": 1, "No-Face": 1}
     assert results["per_policy"]["keep-all"]["kept"] == {"train": 6, "validation": 4, "test": 4}
+    assert "under the `probability` vote mode" in (tmp_path / "rep" / "report.md").read_text()
     assert _workspace_labels(ws) == EXPECTED
 
 
