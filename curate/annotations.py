@@ -3,8 +3,8 @@
 :func:`normalize_annotations` turns a reader's annotations (``curate.formats``) into the
 workspace's stored form -- schema dtypes, valence/arousal outside [-1, 1] nulled -- and
 moves the rows it cannot keep (label out of range, unknown split, another dataset's name,
-missing or repeated id) to rejects; :func:`fill_labels_from_votes` labels FER+ rows ingested
-from the vote file alone.
+missing or repeated id) to rejects; :func:`with_vote_labels` gives rows with FER+ votes their
+FER+ label under a vote mode and keeps FER2013's own label beside it.
 """
 
 from __future__ import annotations
@@ -18,31 +18,50 @@ from curate import labels
 #: The splits a row may belong to (the workspace stores them as an ENUM).
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
-#: Vote mode that gives a canonical label to FER+ rows ingested from the vote file alone.
-VOTES_ONLY_LABEL_MODE = "majority"
+#: Column of FER2013's own label (canonical order) in a frame whose ``label`` comes from votes,
+#: and in the workspace's ``annotations`` table (null for rows of datasets without votes).
+FER2013_LABEL_COLUMN = "fer2013_label"
 
 
-def fill_labels_from_votes(frame: Any) -> Any:
-    """Give rows with votes but no label (``read_votes``) the FER+ majority winner's label.
+def with_vote_labels(frame: Any, dataset: str, vote_mode: str | labels.VoteMode | None = None) -> Any:
+    """Rows of a dataset with votes take their FER+ label; the file's own label moves aside.
 
-    The winner is a canonical label 0-10: an emotion, 9 (Uncertain) when no emotion holds a
-    majority (the authors' "unknown") or 10 (No-Face) for NF -- so ``label`` is always
-    set and ``curate remap`` works on it; the vote-mode study derives every mode from the
-    votes themselves. Rows that already have a label are unchanged.
+    For a dataset whose registry entry carries votes (FERPlus), every row with ten votes gets
+    ``label`` = the canonical label of ``vote_mode`` (default
+    :data:`curate.labels.DEFAULT_VOTE_MODE`), by :func:`curate.labels.ferplus_vote_targets`:
+    an emotion 0-7, or 9 (Uncertain) / 10 (No-Face) where the winner is ``unknown`` / ``NF``
+    -- rows every policy then leaves out (:data:`curate.labels.VOTE_EXCLUDED_LABELS`). The
+    label of the dataset's own file (FERPlus: FER2013's ``emotion``, ``raw_label``) is kept,
+    mapped to canonical order by the registry, in :data:`FER2013_LABEL_COLUMN` (null where the
+    row has none, e.g. a vote file ingested alone).
+
+    Frames of datasets without votes come back unchanged, and so does a frame that already
+    has :data:`FER2013_LABEL_COLUMN` (it was labelled once: ``curate ingest`` labels before
+    applying review corrections, so that they override). Vectorised; rows without ten
+    votes keep their label.
     """
     import polars as pl
 
-    missing = frame["label"].is_null() & frame["votes"].is_not_null()
-    if not missing.any():
+    from curate import datasets as registry
+    from curate.readtime import resolve_vote_mode
+
+    spec = registry.get(dataset)
+    mode = resolve_vote_mode(dataset, vote_mode)  # ReadTimeError (a ValueError) for a dataset without votes
+    if mode is None or FER2013_LABEL_COLUMN in frame.columns:
         return frame
     width = len(labels.FERPLUS_VOTE_COLUMNS)
-    fillable = missing & (frame["votes"].list.len() == width)
-    votes = frame.filter(fillable)["votes"].list.to_array(width).to_numpy()
-    winner = labels.ferplus_vote_targets(votes, VOTES_ONLY_LABEL_MODE).label
-    filled = np.full(frame.height, -1, dtype=np.int64)
-    filled[fillable.to_numpy()] = winner
+    has_votes = (frame["votes"].list.len() == width).fill_null(False)
+    winner = np.full(frame.height, -1, dtype=np.int64)
+    if has_votes.any():
+        votes = frame.filter(has_votes)["votes"].list.to_array(width).to_numpy()
+        winner[has_votes.to_numpy()] = labels.ferplus_vote_targets(votes, mode).label
+    codes = list(spec.raw_to_canonical)
     return frame.with_columns(
-        pl.when(pl.Series(fillable)).then(pl.Series(filled)).otherwise(pl.col("label")).cast(pl.Int8).alias("label")
+        pl.when(has_votes).then(pl.Series(winner)).otherwise(pl.col("label")).cast(pl.Int8).alias("label"),
+        pl.col("raw_label")
+        .cast(pl.Int64)
+        .replace_strict(codes, [spec.raw_to_canonical[c] for c in codes], default=None, return_dtype=pl.Int8)
+        .alias(FER2013_LABEL_COLUMN),
     )
 
 

@@ -237,7 +237,8 @@ def _affectnet_columns(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
 
 
 def _ferplus_columns(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
-    """``fer2013_label``, ``label``, ``votes`` (10 counts)."""
+    """``fer2013_label`` (as ``raw_label``), ``label`` (builder 2.0.0: the FER+ majority label; the
+    workspace and the review app derive it again from ``votes``), ``votes`` (10 counts)."""
     import polars as pl
 
     votes = np.asarray(batch["votes"], dtype=np.int16).reshape(n, 10)

@@ -5,7 +5,8 @@ Scope
 * :func:`read_source` -- a dataset's annotation tables from exactly one source: a manual dir
   (the dataset's :mod:`curate.formats` reader), a built TFDS dataset
   (:func:`curate.tfds_tables.read_tfds`) or the FER+ vote file alone.
-* :func:`ingest_source` -- the whole command: read, apply review corrections
+* :func:`ingest_source` -- the whole command: read, label rows with FER+ votes under a vote
+  mode (:func:`curate.annotations.with_vote_labels`), apply review corrections
   (:func:`curate.corrections.apply_to_parsed`) then an exclusion list
   (:func:`curate.exclusions.apply_exclusions`), store in the workspace, optionally list
   and export the rejects. Returns an :class:`IngestOutcome` the CLI prints.
@@ -103,16 +104,23 @@ def ingest_source(
     exclusions: Path | None = None,
     show_rejects: int = 0,
     rejects_out: Path | None = None,
+    vote_mode: str | None = None,
 ) -> IngestOutcome:
-    """Read ``dataset`` from its one source, apply corrections then exclusions, ingest it.
+    """Read ``dataset`` from its one source, label it, apply corrections then exclusions, ingest it.
 
-    Errors a user can fix raise ``ValueError`` subclasses (``CorrectionError``,
-    ``ExclusionListError``, ``FormatError`` ...) or ``OSError``, each naming the file.
+    Rows with FER+ votes take the label of ``vote_mode`` (default
+    :data:`curate.labels.DEFAULT_VOTE_MODE`; a dataset without votes refuses one) before the
+    corrections, so a review correction overrides it. Errors a user can fix raise
+    ``ValueError`` subclasses (``CorrectionError``, ``ExclusionListError``, ``FormatError``,
+    ``ReadTimeError`` ...) or ``OSError``, each naming the file.
     """
+    from curate.annotations import with_vote_labels
+
     started = time.perf_counter()
     parsed, source = read_source(
         dataset, manual_dir=manual_dir, tfds_dir=tfds_dir, config=config, votes_file=votes_file
     )
+    parsed = dataclasses.replace(parsed, annotations=with_vote_labels(parsed.annotations, dataset, vote_mode))
     corrected = excluded = None
     if corrections is not None:
         from curate.corrections import apply_to_parsed, read_corrections
@@ -125,7 +133,7 @@ def ingest_source(
         listed = read_exclusion_list(exclusions, option="--exclusions")
         parsed, moved, named = apply_exclusions(parsed, listed, dataset)
         excluded = (moved, named)
-    summary = workspace.ingest(parsed, dataset=dataset, source=source)
+    summary = workspace.ingest(parsed, dataset=dataset, source=source, vote_mode=vote_mode)
     seconds = time.perf_counter() - started
     return IngestOutcome(
         summary=summary,

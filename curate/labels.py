@@ -10,7 +10,10 @@ Scope
   is accepted (:func:`get_policy`).
 * FER+ vote modes: the FER+ authors' rules that turn ten annotator votes into a hard label or
   a soft target (``majority``, ``probability``, ``crossentropy``, ``multi-target``), plus
-  plain ``argmax``. One vectorised implementation serves NumPy and TensorFlow.
+  plain ``argmax``. One vectorised implementation serves NumPy and TensorFlow. The names
+  (:data:`VOTE_MODES`) and the default (:data:`DEFAULT_VOTE_MODE`) are those of every
+  ``--vote-mode`` option; a FERPlus row whose winner is ``unknown`` / ``NF`` (canonical 9 / 10,
+  :data:`VOTE_EXCLUDED_LABELS`) is outside the labelled set under every policy.
 * Three adapters of one policy -- a Polars expression, a DuckDB mapping table (and SQL CASE),
   and a ``tf.lookup.StaticHashTable`` -- so the studies, the builders' read-time helper, the
   trainer and the review app all apply the same mapping.
@@ -456,6 +459,33 @@ VOTE_MODES: Mapping[str, VoteMode] = MappingProxyType(
 )
 
 
+#: The vote mode used wherever none is given: the FER+ papers' protocol. ``curate ingest``,
+#: ``remap``, ``balance``, ``study remap``, the trainer (``--vote-mode``), the TFDS builder's
+#: ``label`` feature and the review app's ``ground_truth`` all start from it.
+DEFAULT_VOTE_MODE = "majority"
+
+#: Canonical labels of the FER+ non-emotion winners: ``unknown`` -> 9 (Uncertain), ``NF`` ->
+#: 10 (No-Face). A row *with votes* whose vote-mode label is one of these is outside the
+#: labelled set under every label policy, as the FER+ authors leave such images out of
+#: training and evaluation (:func:`vote_excluded_sql`, :func:`vote_excluded_polars`).
+VOTE_EXCLUDED_LABELS: tuple[int, ...] = FERPLUS_VOTE_TO_CANONICAL[_UNKNOWN_COLUMN:]
+
+
+def vote_excluded_sql(label: str = "label", votes: str = "votes") -> str:
+    """SQL: true where a row has votes and its label is a non-emotion winner (:data:`VOTE_EXCLUDED_LABELS`)."""
+    listed = ", ".join(str(v) for v in VOTE_EXCLUDED_LABELS)
+    return f"({votes} IS NOT NULL AND {label} IN ({listed}))"
+
+
+def vote_excluded_polars(label: str = "label", votes: str = "votes") -> Any:
+    """Polars form of :func:`vote_excluded_sql` (a boolean expression, never null)."""
+    import polars as pl
+
+    return (pl.col(votes).is_not_null() & pl.col(label).cast(pl.Int64).is_in(list(VOTE_EXCLUDED_LABELS))).fill_null(
+        False
+    )
+
+
 def get_vote_mode(name: str) -> VoteMode:
     try:
         return VOTE_MODES[name]
@@ -537,9 +567,16 @@ class VoteTargets:
     ----------
     label : ndarray of int64, shape (N,)
         Canonical label of the winner (first maximum of the distribution); 9 (Uncertain)
-        for the FER+ ``unknown`` column, 10 (No-Face) for ``NF``.
+        for the FER+ ``unknown`` column, 10 (No-Face) for ``NF``. This is the *row label* of
+        every mode, the one the workspace stores: for ``majority`` and ``argmax`` the winner
+        itself; for the soft modes (``probability``, ``crossentropy``) the argmax of the
+        authors' distribution after their outlier rule (single votes zeroed) and their
+        rejection rule (top emotions below 75% or more than three of them -> unknown); for
+        ``multi-target`` the argmax of the emotions with >= 30% of the votes. Ties go to the
+        first column in FER+ order.
     keep : ndarray of bool, shape (N,)
-        False where the winner is unknown or NF: the FER+ authors leave such rows out.
+        False where the winner is unknown or NF (``label`` in :data:`VOTE_EXCLUDED_LABELS`):
+        the FER+ authors leave such rows out.
     distribution : ndarray of float64, shape (N, 11)
         Target distribution in canonical order. For kept rows the unknown/NF mass is
         removed and the rest renormalised, as the authors train on it.

@@ -41,7 +41,7 @@ from curate import datasets as _datasets
 from curate import labels as _labels
 
 #: The FER+ vote mode used when none is given (the FER+ papers' protocol).
-DEFAULT_VOTE_MODE = "majority"
+DEFAULT_VOTE_MODE = _labels.DEFAULT_VOTE_MODE
 
 
 class ReadTimeError(ValueError):

@@ -47,7 +47,8 @@ from typing import Any
 
 from curate import datasets as registry
 from curate import labels
-from curate.annotations import SPLITS, fill_labels_from_votes, normalize_annotations
+from curate.annotations import FER2013_LABEL_COLUMN, SPLITS, normalize_annotations, with_vote_labels
+from curate.readtime import resolve_vote_mode
 
 #: Folder used when neither ``--workspace`` nor ``CURATE_WORKSPACE`` is given.
 DEFAULT_WORKSPACE = "curate-workspace"
@@ -56,9 +57,11 @@ WORKSPACE_ENV = "CURATE_WORKSPACE"
 #: Environment variable: seconds to wait for a busy workspace (default 2).
 TIMEOUT_ENV = "CURATE_WORKSPACE_TIMEOUT"
 DB_NAME = "workspace.duckdb"
-#: 2: landmarks moved from ``annotations`` to ``arrays/`` (a version-1 workspace is upgraded
-#: on first open).
-SCHEMA_VERSION = 2
+#: 2: landmarks moved from ``annotations`` to ``arrays/``; 3: rows with FER+ votes carry the
+#: FER+ label of a vote mode in ``label`` (FER2013's own label moved to ``fer2013_label``, the
+#: mode recorded in ``ingests.vote_mode``) and ``remapped`` leaves out rows whose vote winner
+#: is unknown / not a face. An older workspace is upgraded on first open.
+SCHEMA_VERSION = 3
 #: Folder of the landmark files, relative to the workspace folder.
 ARRAYS_DIR = "arrays"
 #: A landmark file being written: ``<final name>.writing-<pid>@<host>.tmp`` (:func:`writing_name`).
@@ -95,8 +98,19 @@ def _enum(values: Sequence[str]) -> str:
 DATASET_ENUM_PLACEHOLDER = "{dataset_enum}"
 SPLIT_ENUM = _enum(SPLITS)
 
+_VOTE_EXCLUDED = labels.vote_excluded_sql("a.label", "a.votes")
+REMAPPED_VIEW = f"""CREATE {{or_replace}} VIEW {{if_not_exists}} remapped AS
+        SELECT p.policy, a.dataset::VARCHAR AS dataset, a.id, a.split::VARCHAR AS split, a.label,
+            CASE WHEN {_VOTE_EXCLUDED} THEN NULL ELSE m.class_index END AS class_index,
+            CASE WHEN {_VOTE_EXCLUDED} THEN NULL ELSE m.class_name END AS class_name,
+            CASE WHEN {_VOTE_EXCLUDED} THEN 'vote mode' WHEN m.class_index IS NULL THEN 'policy' END AS dropped_by
+        FROM applied p
+        JOIN annotations a ON a.dataset = p.dataset
+        JOIN policy_maps m ON m.policy = p.policy AND m.canonical_label = a.label"""
+
 #: Table name -> DDL. Columns of ``annotations`` follow ``ANNOTATION_SCHEMA`` in order, less
-#: ``landmarks`` (see ``arrays/`` above and :meth:`Workspace._define_landmark_views`).
+#: ``landmarks`` (see ``arrays/`` above and :meth:`Workspace._define_landmark_views`), then
+#: ``holdout_key`` and ``fer2013_label`` (:data:`curate.annotations.FER2013_LABEL_COLUMN`).
 TABLES: Mapping[str, str] = {
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     "annotations": f"""CREATE TABLE IF NOT EXISTS annotations (
@@ -106,7 +120,8 @@ TABLES: Mapping[str, str] = {
         valence FLOAT, arousal FLOAT, va_annotated BOOLEAN,
         face_x FLOAT, face_y FLOAT, face_width FLOAT, face_height FLOAT,
         votes SMALLINT[],
-        holdout_key UINTEGER)""",  # h(id) of curate.studies.holdout, computed at ingest
+        holdout_key UINTEGER,  -- h(id) of curate.studies.holdout, computed at ingest
+        fer2013_label TINYINT)""",  # rows with votes: FER2013's own label, canonical (label = FER+'s)
     # The landmark file of each dataset (path relative to the workspace folder).
     "array_files": """CREATE TABLE IF NOT EXISTS array_files (
         dataset VARCHAR PRIMARY KEY, landmarks_file VARCHAR NOT NULL, rows BIGINT)""",
@@ -115,7 +130,8 @@ TABLES: Mapping[str, str] = {
         id VARCHAR, reason VARCHAR, detail VARCHAR)""",
     "ingests": """CREATE TABLE IF NOT EXISTS ingests (
         dataset VARCHAR PRIMARY KEY, source VARCHAR, layout VARCHAR, files JSON,
-        rows BIGINT, rejects BIGINT, created TIMESTAMP)""",
+        rows BIGINT, rejects BIGINT, created TIMESTAMP,
+        vote_mode VARCHAR)""",  # the FER+ vote mode of the stored labels (datasets with votes)
     "policies": """CREATE TABLE IF NOT EXISTS policies (
         name VARCHAR PRIMARY KEY, description VARCHAR, classes VARCHAR[], mapping TINYINT[],
         source VARCHAR, applied TIMESTAMP)""",
@@ -126,13 +142,10 @@ TABLES: Mapping[str, str] = {
         policy VARCHAR NOT NULL, dataset VARCHAR NOT NULL, applied TIMESTAMP, PRIMARY KEY (policy, dataset))""",
     # One row per (applied policy, annotation): the remapped labels, always in step with the
     # ingested annotations (a re-ingest needs no re-remap); class_index/class_name are NULL
-    # where the policy drops the row.
-    "remapped": """CREATE VIEW IF NOT EXISTS remapped AS
-        SELECT p.policy, a.dataset::VARCHAR AS dataset, a.id, a.split::VARCHAR AS split, a.label,
-            m.class_index, m.class_name
-        FROM applied p
-        JOIN annotations a ON a.dataset = p.dataset
-        JOIN policy_maps m ON m.policy = p.policy AND m.canonical_label = a.label""",
+    # where the row is dropped, ``dropped_by`` says why: 'policy', or 'vote mode' for a row
+    # whose FER+ winner is unknown / not a face (left out under every policy, as the FER+
+    # authors do; curate.labels.VOTE_EXCLUDED_LABELS).
+    "remapped": REMAPPED_VIEW.format(or_replace="", if_not_exists="IF NOT EXISTS"),
     "studies": """CREATE TABLE IF NOT EXISTS studies (
         id BIGINT PRIMARY KEY, kind VARCHAR, dataset VARCHAR, created TIMESTAMP,
         out_dir VARCHAR, results JSON)""",
@@ -198,6 +211,11 @@ class IngestSummary:
         Rows stored per split.
     rejects : dict[str, int]
         Rejected rows per reason (reader rejects plus the workspace's own checks).
+    vote_mode : str or None
+        The FER+ vote mode of the stored labels (datasets with votes; ``None`` otherwise).
+    vote_excluded : dict[str, int]
+        Stored rows whose vote-mode winner is unknown / not a face, per canonical label name
+        (``Uncertain``, ``No-Face``): every label policy leaves them out.
     """
 
     dataset: str
@@ -206,6 +224,8 @@ class IngestSummary:
     rows: int
     splits: dict[str, int]
     rejects: dict[str, int]
+    vote_mode: str | None = None
+    vote_excluded: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
@@ -334,6 +354,8 @@ class Workspace:
         self._widen_dataset_enum(con)
         if version < 2 and "landmarks" in _columns(con, "annotations"):
             self._move_landmarks_out(con)
+        if version < 3:
+            self._label_votes_v3(con)
         if not _has_view(con, "landmarks"):
             self._define_landmark_views(con)
         self._sweep_dead_writers_files()
@@ -372,6 +394,27 @@ class Workspace:
                 (self.root / relative).unlink()
         con.execute("ALTER TABLE annotations DROP COLUMN landmarks")
         self._define_landmark_views(con)
+
+    @staticmethod
+    def _label_votes_v3(con: Any) -> None:
+        """Schema 2 -> 3: FER2013's label to ``fer2013_label``, ``label`` from the votes (majority)."""
+        if "fer2013_label" not in _columns(con, "annotations"):
+            con.execute("ALTER TABLE annotations ADD COLUMN fer2013_label TINYINT")
+        if "vote_mode" not in _columns(con, "ingests"):
+            con.execute("ALTER TABLE ingests ADD COLUMN vote_mode VARCHAR")
+        con.execute(REMAPPED_VIEW.format(or_replace="OR REPLACE", if_not_exists=""))
+        present = {r[0] for r in con.execute("SELECT DISTINCT dataset::VARCHAR FROM annotations").fetchall()}
+        for dataset in registry.having("votes"):
+            if dataset not in present:
+                continue
+            spec = registry.get(dataset)
+            original = " ".join(f"WHEN {code} THEN {canonical}" for code, canonical in spec.raw_to_canonical.items())
+            con.execute(
+                f"UPDATE annotations SET fer2013_label = (CASE raw_label {original} ELSE NULL END) "
+                "WHERE dataset = ? AND votes IS NOT NULL",
+                [dataset],
+            )
+            relabel_votes(con, dataset, labels.DEFAULT_VOTE_MODE)
 
     def _new_array_file(self, dataset: str) -> str:
         import uuid
@@ -465,7 +508,7 @@ class Workspace:
 
     # -- ingest ------------------------------------------------------------------------
 
-    def ingest(self, parsed: Any, *, dataset: str, source: str) -> IngestSummary:
+    def ingest(self, parsed: Any, *, dataset: str, source: str, vote_mode: str | None = None) -> IngestSummary:
         """Store a reader's :class:`~curate.formats.schema.ParsedTables` for ``dataset``.
 
         Replaces that dataset's annotations, rejects and extras in one transaction (the
@@ -473,6 +516,13 @@ class Workspace:
         duplicate id, wrong dataset) join the rejects with a reason; valence/arousal outside
         [-1, 1] (AffectNet's -2 sentinel) become null with ``va_annotated`` false, so no
         sentinel ever enters a mean. Dataset-specific extra columns go to ``extras_<dataset>``.
+
+        Rows with FER+ votes take the label of ``vote_mode`` (default
+        :data:`curate.labels.DEFAULT_VOTE_MODE`; an error for a dataset without votes) by
+        :func:`curate.annotations.with_vote_labels`; FER2013's own label is stored in
+        ``fer2013_label`` and the mode in ``ingests.vote_mode``. Rows whose winner is unknown
+        or not a face are stored (label 9 Uncertain / 10 No-Face) and counted in the summary's
+        ``vote_excluded``: every policy leaves them out (``remapped``, the studies).
         """
         import polars as pl
 
@@ -484,12 +534,18 @@ class Workspace:
         missing = [c for c in ANNOTATION_SCHEMA if c not in frame.columns]
         if missing:
             raise WorkspaceError(f"annotations from {source}: missing column(s) {', '.join(missing)}")
-        frame = fill_labels_from_votes(frame)
+        mode = resolve_vote_mode(dataset, vote_mode)
+        frame = with_vote_labels(frame, dataset, mode)
         clean, refused = normalize_annotations(frame, dataset)
         rejects = append_rejects(parsed.rejects, refused)
-        extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA]
+        extras = [c for c in frame.columns if c not in ANNOTATION_SCHEMA and c != FER2013_LABEL_COLUMN]
+        original = (
+            pl.col(FER2013_LABEL_COLUMN).cast(pl.Int8)
+            if FER2013_LABEL_COLUMN in clean.columns
+            else pl.lit(None, dtype=pl.Int8).alias(FER2013_LABEL_COLUMN)
+        )
         # Arrow string views: no copy of the id and path strings on the way to DuckDB.
-        annotations = clean.select(list(_STORED_COLUMNS)).to_arrow(compat_level=pl.CompatLevel.newest())
+        annotations = clean.select(*_STORED_COLUMNS, original).to_arrow(compat_level=pl.CompatLevel.newest())
         marks = clean.select("id", "landmarks")
         if marks["landmarks"].null_count():  # (a filter would copy the 228 MB of AffectNet's landmarks)
             marks = marks.filter(pl.col("landmarks").is_not_null())
@@ -509,7 +565,8 @@ class Workspace:
                 con.execute("SET force_compression = 'uncompressed'")
                 self._store(con, dataset, annotations, rejects, clean, extras, holdout_key_sql)
                 con.execute(
-                    "INSERT OR REPLACE INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO ingests (dataset, source, layout, files, rows, rejects, created, vote_mode) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         dataset,
                         source,
@@ -518,6 +575,7 @@ class Workspace:
                         clean.height,
                         rejects.height,
                         _now(),
+                        None if mode is None else mode.name,
                     ],
                 )
                 con.execute("DELETE FROM array_files WHERE dataset = ?", [dataset])
@@ -529,6 +587,7 @@ class Workspace:
                 split_counts = con.execute(
                     "SELECT split::VARCHAR, count(*) FROM annotations WHERE dataset = ? GROUP BY split", [dataset]
                 ).fetchall()  # the enum column: far cheaper than grouping the frame's strings
+                excluded = vote_excluded_counts(con, dataset)
                 used = {r[0] for r in con.execute("SELECT landmarks_file FROM array_files").fetchall()}
         except BaseException:
             if array_file is not None:
@@ -545,6 +604,8 @@ class Workspace:
             rows=clean.height,
             splits=dict(sorted(split_counts, key=lambda kv: SPLITS.index(kv[0]))),
             rejects=dict(sorted(zip(reason_counts["reason"], reason_counts["len"], strict=True))),
+            vote_mode=None if mode is None else mode.name,
+            vote_excluded=excluded,
         )
 
     @staticmethod
@@ -553,8 +614,10 @@ class Workspace:
         for table in ("annotations", "rejects"):
             con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
         con.register("incoming_annotations", annotations)
+        stored = ", ".join(_STORED_COLUMNS)
         con.execute(
-            f"INSERT INTO annotations SELECT {', '.join(_STORED_COLUMNS)}, {key('id')} FROM incoming_annotations"
+            f"INSERT INTO annotations ({stored}, holdout_key, {FER2013_LABEL_COLUMN}) "
+            f"SELECT {stored}, {key('id')}, {FER2013_LABEL_COLUMN} FROM incoming_annotations"
         )
         con.unregister("incoming_annotations")
         con.register("incoming_rejects", rejects.to_arrow())
@@ -584,7 +647,7 @@ class Workspace:
         """Stored annotations as a Polars frame (optionally one dataset, some columns)."""
         import polars as pl
 
-        names = list(columns) if columns else list(_ANNOTATION_COLUMNS)
+        names = list(columns) if columns else [*_ANNOTATION_COLUMNS, FER2013_LABEL_COLUMN]
         cols = ", ".join(
             f"a.{c}::VARCHAR AS {c}" if c in ("dataset", "split") else ("l.landmarks" if c == "landmarks" else f"a.{c}")
             for c in names
@@ -713,6 +776,105 @@ class Workspace:
         with self.connect() as con:
             copy_to_parquet(con, query, path, params)
         return path
+
+
+def vote_rows(con: Any, dataset: str) -> tuple[Any, Any]:
+    """``(ids, votes)`` of the stored rows of ``dataset`` with ten votes; ``votes`` is ``int64[N, 10]``."""
+    import numpy as np
+
+    width = len(labels.FERPLUS_VOTE_COLUMNS)
+    columns = ", ".join(f"votes[{i + 1}] AS v{i}" for i in range(width))
+    data = con.execute(
+        f"SELECT id, {columns} FROM annotations WHERE dataset = ? AND len(votes) = {width} ORDER BY id", [dataset]
+    ).fetchnumpy()
+    ids = np.asarray(data["id"], dtype=object)
+    if not len(ids):
+        return ids, np.zeros((0, width), np.int64)
+    return ids, np.stack([np.asarray(data[f"v{i}"], dtype=np.int64) for i in range(width)], axis=1)
+
+
+def _vote_label_table(con: Any, dataset: str, vote_mode: str | labels.VoteMode, name: str) -> str:
+    """Register ``name`` (id, label): the label of ``vote_mode`` of every stored row with votes."""
+    import numpy as np
+    import pyarrow as pa
+
+    ids, votes = vote_rows(con, dataset)
+    winner = labels.ferplus_vote_targets(votes, vote_mode).label if len(ids) else np.zeros(0, np.int64)
+    con.register(name, pa.table({"id": pa.array(ids.tolist(), pa.string()), "label": pa.array(winner, pa.int8())}))
+    return name
+
+
+def relabel_votes(con: Any, dataset: str, vote_mode: str | labels.VoteMode) -> int:
+    """Inside a write transaction: the stored labels of ``dataset``'s rows with votes become those
+    of ``vote_mode`` (``ingests.vote_mode`` records it). Returns the rows relabelled.
+
+    The labels come from the stored votes alone, so a review correction applied at ingest to a
+    row with votes is replaced; re-ingest with ``--vote-mode`` and ``--corrections`` to keep it.
+    """
+    mode = labels.get_vote_mode(vote_mode) if isinstance(vote_mode, str) else vote_mode
+    table = _vote_label_table(con, dataset, mode, "incoming_vote_labels")
+    try:
+        con.execute(
+            "UPDATE annotations SET label = v.label FROM incoming_vote_labels v "
+            "WHERE annotations.dataset = ? AND annotations.id = v.id",
+            [dataset],
+        )
+        ((rows,),) = con.execute(f"SELECT count(*) FROM {table}").fetchall()
+    finally:
+        con.unregister(table)
+    con.execute("UPDATE ingests SET vote_mode = ? WHERE dataset = ?", [mode.name, dataset])
+    return int(rows)
+
+
+def stored_vote_mode(con: Any, dataset: str) -> str | None:
+    """The vote mode of ``dataset``'s stored labels (``None`` for a dataset without votes)."""
+    if not registry.get(dataset).votes:
+        return None
+    rows = con.execute("SELECT vote_mode FROM ingests WHERE dataset = ?", [dataset]).fetchall()
+    return (rows[0][0] if rows else None) or labels.DEFAULT_VOTE_MODE
+
+
+def vote_excluded_counts(con: Any, dataset: str, table: str = "annotations") -> dict[str, int]:
+    """Rows of ``dataset`` in ``table`` every policy leaves out for their vote winner, per label name."""
+    rows = con.execute(
+        f"SELECT label, count(*) FROM {table} WHERE dataset = ? AND {labels.vote_excluded_sql()} GROUP BY label "
+        "ORDER BY label",
+        [dataset],
+    ).fetchall()
+    return {labels.CANONICAL_NAMES[label]: int(n) for label, n in rows}
+
+
+def vote_mode_rows(con: Any, datasets: Sequence[str], vote_mode: str | None, name: str = "vote_mode_rows") -> str:
+    """The table to count ``datasets`` from under ``vote_mode`` (works on a read-only connection).
+
+    ``"annotations"`` when no mode is given or it is the stored one of every dataset with
+    votes; otherwise a temporary table ``name`` (dataset, split, id, label, votes, holdout_key)
+    whose rows with votes carry the label of ``vote_mode``, computed from the stored votes --
+    the workspace itself is not changed. Raises a ``ValueError`` when no dataset has votes.
+    """
+    if vote_mode is None:
+        return "annotations"
+    voted = [d for d in datasets if registry.get(d).votes]
+    if not voted:
+        with_votes = ", ".join(registry.having("votes"))
+        raise WorkspaceError(f"--vote-mode applies to {with_votes} only, not {', '.join(datasets)}")
+    mode = labels.get_vote_mode(vote_mode)
+    if all(stored_vote_mode(con, d) == mode.name for d in voted):
+        return "annotations"
+    parts = []
+    for i, dataset in enumerate(voted):
+        _vote_label_table(con, dataset, mode, f"{name}_{i}")
+        parts.append(f"SELECT '{dataset}' AS dataset, id, label FROM {name}_{i}")
+    listed = ", ".join("'" + d.replace("'", "''") + "'" for d in datasets)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT a.dataset, a.split, a.id, "
+        "coalesce(v.label, a.label) AS label, a.votes, a.holdout_key "
+        f"FROM annotations a LEFT JOIN ({' UNION ALL '.join(parts)}) v "
+        f"ON v.dataset = a.dataset::VARCHAR AND v.id = a.id WHERE a.dataset::VARCHAR IN ({listed})"
+    )
+    for i in range(len(voted)):
+        con.unregister(f"{name}_{i}")
+    return name
 
 
 def runs_from(con: Any, dataset: str | None = None) -> list[dict[str, Any]]:

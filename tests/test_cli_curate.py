@@ -76,7 +76,7 @@ def test_remap_passes_arguments_to_the_library(ws_dir, tmp_path, monkeypatch):
         app, ["remap", "--policy", "merge-to-neutral", "-d", "affectnet", "--out", str(out), "-w", str(ws_dir)]
     )
     assert result.exit_code == 0, result.output
-    assert calls == [(ws_dir, "merge-to-neutral", {"dataset": "affectnet", "out": out})]
+    assert calls == [(ws_dir, "merge-to-neutral", {"dataset": "affectnet", "out": out, "vote_mode": None})]
     assert "source label" in result.output and "Contempt" in result.output
     assert "kept 19 of 19 rows" in result.output and "exported to" in result.output
     # $CURATE_WORKSPACE names the workspace when --workspace is absent.
@@ -123,7 +123,13 @@ def test_balance_and_study_pass_arguments(ws_dir, tmp_path, monkeypatch):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert seen["balance"] == {"dataset": "affectnet", "policy": "merge-to-neutral", "split": "train", "beta": 0.99}
+    assert seen["balance"] == {
+        "dataset": "affectnet",
+        "policy": "merge-to-neutral",
+        "split": "train",
+        "beta": 0.99,
+        "vote_mode": None,
+    }
     assert "affectnet / train under merge-to-neutral: 14 rows kept" in result.output
     assert json_out.is_file()
     result = runner.invoke(

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 from workspace_tables import affectnet_rows, parsed
 
+from curate import labels
 from curate.cli import app
 from curate.studies import run_remap_study
 from curate.studies.remap import policy_runs, policy_study
@@ -167,7 +168,8 @@ def _fer_rows(with_original: bool):
     # FER2013 originals (canonical): 0 Neutral, 3 Surprise, 1 Happy, 0, 3 Surprise, 1.
     originals = (0, 3, 1, 0, 3, 1)
     for row, original in zip(rows, originals, strict=True):
-        if with_original:
+        if with_original:  # FER2013's own code (raw_label); the workspace keeps its canonical in fer2013_label
+            row["raw_label"] = labels.FER2013_TO_CANONICAL.index(original)
             row["label"] = original
         else:
             row["raw_label"] = None

@@ -20,6 +20,7 @@ from curate.studies.holdout import class_frequency_holdout, holdout_key, holdout
 from curate.tfds_tables import find_tfds_dir, tfds_batch_to_frame
 from curate.workspace import (
     DEFAULT_WORKSPACE,
+    SCHEMA_VERSION,
     NothingIngestedError,
     Workspace,
     WorkspaceBusyError,
@@ -136,7 +137,7 @@ def test_version_1_workspace_is_upgraded_on_open(ws):
     upgraded = ws.annotations("affectnet")  # a read opens it: upgraded first
     assert upgraded.sort("id").equals(expected.sort("id"))
     with ws.connect() as con:
-        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         columns = {r[0] for r in con.execute("DESCRIBE annotations").fetchall()}
     assert "landmarks" not in columns and len(list((ws.root / "arrays").iterdir())) == 1
 

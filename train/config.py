@@ -279,7 +279,7 @@ class TrainConfig:
     def resolved_vote_mode(self) -> str | None:
         if not datasets.get(self.dataset).votes:
             return None
-        return self.vote_mode or "majority"
+        return self.vote_mode or labels.DEFAULT_VOTE_MODE
 
     def exclusions(self) -> tuple[tuple[str, ...], str] | None:
         """``(ids, sha256)`` of ``--exclude`` for this run's dataset, or ``None`` without one.
@@ -309,7 +309,7 @@ class TrainConfig:
             return self.name
         policy = self.policy_object.name
         parts = [self.dataset, policy]
-        if self.resolved_vote_mode and self.resolved_vote_mode != "majority":
+        if self.resolved_vote_mode and self.resolved_vote_mode != labels.DEFAULT_VOTE_MODE:
             parts.append(self.resolved_vote_mode)
         parts += [self.model.replace("_", ""), f"{self.image_size}px", f"s{self.seed}"]
         return "-".join(parts)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 import curate
+from curate import labels
 
 app = typer.Typer(
     name="curate",
@@ -30,6 +31,19 @@ WorkspaceOption = Annotated[
         "-w",
         envvar="CURATE_WORKSPACE",
         help="Workspace folder (default ./curate-workspace, or $CURATE_WORKSPACE).",
+        show_default=False,
+    ),
+]
+
+#: The --vote-mode option of every command that labels FERPlus rows (ingest, remap, balance,
+#: study remap, train): the names and the default come from ``curate.labels``.
+VoteModeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vote-mode",
+        help=f"FERPlus vote mode: {', '.join(labels.VOTE_MODES)} (default {labels.DEFAULT_VOTE_MODE}). A row's label is "
+        "the mode's winner (probability/crossentropy/multi-target: the argmax of the authors' distribution, which the "
+        "trainer uses as a soft target); rows whose winner is unknown or NF are left out by every policy.",
         show_default=False,
     ),
 ]

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.cli.app import app, console, fail, print_markdown
+from curate.cli.app import VoteModeOption, app, console, fail, print_markdown
 
 train_app = typer.Typer(
     help="Train a MobileNet baseline on a built TFDS dataset under a label policy; compare policies.",
@@ -75,14 +75,6 @@ PolicyOption = Annotated[
 PoliciesOption = Annotated[
     str | None,
     typer.Option("--policies", help="Comma-separated policies: one run each, then a comparison table."),
-]
-VoteModeOption = Annotated[
-    str | None,
-    typer.Option(
-        "--vote-mode",
-        help="FERPlus vote mode: majority (default), probability, crossentropy, multi-target, argmax. "
-        "probability/crossentropy/multi-target train on soft targets.",
-    ),
 ]
 ModelOption = Annotated[
     str,

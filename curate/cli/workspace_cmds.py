@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.cli.app import WorkspaceOption, app, console, fail, print_table
+from curate.cli.app import VoteModeOption, WorkspaceOption, app, console, fail, print_table
 
 study_app = typer.Typer(
     help="Studies over the workspace, written as Markdown + PNG + JSON reports.", no_args_is_help=True
@@ -76,6 +76,7 @@ def ingest_command(
             "dataset move to the rejects as 'excluded as duplicate'.",
         ),
     ] = None,
+    vote_mode: VoteModeOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Read a dataset's annotation files (no images) into the workspace, in one schema."""
@@ -93,6 +94,7 @@ def ingest_command(
             exclusions=exclusions,
             show_rejects=show_rejects,
             rejects_out=rejects_out,
+            vote_mode=vote_mode,
         )
     except _user_errors() as error:
         fail(str(error))
@@ -125,6 +127,7 @@ def ingest_command(
         print_table(reasons)
     else:
         console.print("rejected rows: 0")
+    _print_vote_exclusion(summary.vote_mode, {dataset: summary.vote_excluded})
     if rejects is not None and rejects.height:
         listing = Table(title=f"first {rejects.height} rejected rows")
         for column in ("source_file", "source_row", "id", "reason", "detail"):
@@ -148,13 +151,16 @@ def balance_command(
     split: Annotated[str | None, typer.Option("--split", help="Only this split (default: every split).")] = None,
     beta: BetaOption = 0.999,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write every number to this JSON file.")] = None,
+    vote_mode: VoteModeOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Class counts, balance metrics, class weights and resampling plans per split."""
     from curate.studies.balance import REPORTED_WEIGHT_METHODS, balance
 
     try:
-        report = balance(_workspace(workspace), dataset=dataset, policy=policy, split=split, beta=beta)
+        report = balance(
+            _workspace(workspace), dataset=dataset, policy=policy, split=split, beta=beta, vote_mode=vote_mode
+        )
         if json_out is not None:
             from curate.studies.report import write_json
 
@@ -206,6 +212,7 @@ def remap_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also export the remapped rows to this Parquet file (zstd).")
     ] = None,
+    vote_mode: VoteModeOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Apply a label policy to the ingested annotations and store the result in the workspace."""
@@ -213,7 +220,7 @@ def remap_command(
     from curate.studies.remap import remap
 
     try:
-        result = remap(_workspace(workspace), policy, dataset=dataset, out=out)
+        result = remap(_workspace(workspace), policy, dataset=dataset, out=out, vote_mode=vote_mode)
     except _user_errors() as error:
         fail(str(error))
     from rich.table import Table
@@ -233,6 +240,8 @@ def remap_command(
         f"kept [bold]{result.kept:,}[/] of {total:,} rows ({100 * result.kept / max(total, 1):.1f}%), "
         f"dropped [bold]{result.dropped:,}[/]"
     )
+    for name, mode in result.vote_modes.items():
+        _print_vote_exclusion(mode, {name: result.vote_excluded.get(name, {})})
     balance_table = Table(title="new balance (rows per class)")
     balance_table.add_column("dataset/split", style="cyan")
     for class_name in result.policy.classes:
@@ -272,6 +281,7 @@ def study_remap_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out hash and the V/A sample.")] = 0,
     beta: BetaOption = 0.999,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG figures.")] = True,
+    vote_mode: VoteModeOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Compare label policies (and FER+ vote modes) side by side; writes a report folder."""
@@ -288,13 +298,29 @@ def study_remap_command(
             seed=seed,
             beta=beta,
             plots=plots,
+            vote_mode=vote_mode,
         )
     except _user_errors() as error:
         fail(str(error))
     _print_study(outcome.results)
+    if outcome.results.get("vote_mode"):
+        _print_vote_exclusion(outcome.results["vote_mode"], {dataset: outcome.results.get("vote_excluded", {})})
     console.print(
         f"report: {outcome.report.markdown}  (study #{outcome.study_id}, numbers in {outcome.report.json.name})"
     )
+
+
+def _print_vote_exclusion(vote_mode: str | None, excluded: dict[str, dict[str, int]]) -> None:
+    """One line per dataset with votes: its vote mode and the rows every policy leaves out."""
+    if vote_mode is None:
+        return
+    for name, counts in excluded.items():
+        total = sum(counts.values())
+        parts = ", ".join(f"{label} {n:,}" for label, n in counts.items()) or "none"
+        console.print(
+            f"{name}: labels from FER+ votes ({vote_mode}); {total:,} rows whose winner is unknown or NF are "
+            f"left out by every policy ({parts})"
+        )
 
 
 def _print_study(results: dict[str, Any]) -> None:

@@ -1,9 +1,11 @@
 """Sample documents of a review dataset: the fields of each row, written in bulk.
 
 * :func:`sample_fields` -- each row of a :class:`curate.review.sources.ReviewTable` as plain
-  values: the raw canonical label (``ground_truth``), one ``Classification`` per shipped label
-  policy (``gt_merge_to_neutral`` ..., missing where the policy drops the row),
-  valence/arousal, FER+ votes and their entropy, the face box (``Detection``) and landmarks
+  values: the canonical label (``ground_truth``; for rows with FER+ votes the FER+ majority
+  label, as in the workspace and the TFDS builders), one ``Classification`` per shipped label
+  policy (``gt_merge_to_neutral`` ..., missing where the policy drops the row -- and, for a
+  row whose FER+ winner is unknown / NF, under every policy), valence/arousal, FER+ votes,
+  their entropy and FER2013's own label (``fer2013_label``), the face box (``Detection``) and landmarks
   (``Keypoints``) in relative coordinates, split, source path and annotation id
   (``source_id``).
 * :func:`to_documents` turns them into BSON documents, which :func:`insert_samples` bulk-inserts
@@ -27,6 +29,7 @@ import numpy as np
 
 from curate import datasets as registry
 from curate import labels
+from curate.annotations import FER2013_LABEL_COLUMN
 from curate.review.fields import (
     GROUND_TRUTH_FIELD,
     INFO_KEY,
@@ -79,6 +82,7 @@ def declare_fields(ds: Any, dataset: str, policies: Sequence[labels.LabelPolicy]
         add("votes", fo.ListField, subfield=fo.IntField)
         add("vote_entropy", fo.FloatField)
         add("ferplus_majority", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+        add(FER2013_LABEL_COLUMN, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
 
 
 def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolicy]) -> Iterator[dict[str, Any]]:
@@ -115,11 +119,15 @@ def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolic
     if va:
         valence, arousal, annotated = (frame[c].to_list() for c in ("valence", "arousal", "va_annotated"))
     votes = registry.get(dataset).votes
+    excluded = [False] * n
+    all_policies = [p.name for p in policies]
     if votes:
         votes_list = frame["votes"].to_list()
         vote_array = np.array([v if v is not None else [0] * 10 for v in votes_list], dtype=np.int64).reshape(n, 10)
         entropy = vote_entropy(vote_array).tolist()
-        majority = labels.ferplus_vote_targets(vote_array, "majority").label.tolist()
+        majority = labels.ferplus_vote_targets(vote_array, labels.DEFAULT_VOTE_MODE).label.tolist()
+        excluded = frame.select(labels.vote_excluded_polars()).to_series().to_list()
+        originals = frame[FER2013_LABEL_COLUMN].to_list() if FER2013_LABEL_COLUMN in frame.columns else [None] * n
     for i in range(n):
         label = columns["label"][i]
         width, height = columns["image_width"][i], columns["image_height"][i]
@@ -132,11 +140,11 @@ def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolic
             "source_path": columns["source_path"][i],
             "label_index": label,
             GROUND_TRUTH_FIELD: {"label": canonical[label]},
-            "policy_merged": merged_by_label[label],
-            "policy_dropped": dropped_by_label[label],
+            "policy_merged": [] if excluded[i] else merged_by_label[label],
+            "policy_dropped": all_policies if excluded[i] else dropped_by_label[label],
         }
         for name, names in per_policy:
-            target = names[label]
+            target = None if excluded[i] else names[label]
             fields[name] = None if target is None else {"label": target}
         box = columns["box_rel"][i]
         fields["face"] = None if box is None else {"label": "face", "bounding_box": box}
@@ -150,6 +158,8 @@ def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolic
             fields["votes"] = votes_list[i]
             fields["vote_entropy"] = None if votes_list[i] is None else entropy[i]
             fields["ferplus_majority"] = None if votes_list[i] is None else {"label": canonical[majority[i]]}
+            original = originals[i]
+            fields[FER2013_LABEL_COLUMN] = None if original is None else {"label": canonical[original]}
         yield fields
 
 
@@ -312,6 +322,7 @@ def update_app_config(ds: Any) -> None:
             "face",
             "landmarks",
             "ferplus_majority",
+            FER2013_LABEL_COLUMN,
             "source_id",
             "dataset",
             "split",

@@ -31,8 +31,9 @@ GROUND_TRUTH_FIELD = "ground_truth"
 #: Key of this package's record in ``dataset.info``.
 INFO_KEY = "curate"
 #: Version of the sample layout written by :func:`curate.review.documents.ingest_table`; a
-#: change forces a rebuild.
-LAYOUT_VERSION = 1
+#: change forces a rebuild. 2: FERPlus ``ground_truth`` is the FER+ majority label (was
+#: FER2013's, now in ``fer2013_label``); unknown / NF winners are in no policy field.
+LAYOUT_VERSION = 2
 #: Sample fields of the V/A consistency audit (AffectNet): the flag and the robust distance.
 VA_OUTLIER_FIELD = "va_outlier"
 VA_DISTANCE_FIELD = "va_distance"

@@ -110,14 +110,15 @@ def check_dataset(dataset: str) -> None:
 def read_manual_annotations(source: ReviewSource) -> tuple[Any, int, ReviewSource]:
     """Read a manual dir with the dataset's reader; returns ``(frame, refused rows, source with fingerprint)``."""
     from curate import formats
-    from curate.annotations import normalize_annotations
+    from curate.annotations import normalize_annotations, with_vote_labels
 
     spec = registry.get(source.dataset)
     try:
         parsed = spec.read(source.path, **spec.images_option)
     except formats.FormatError as error:
         raise ReviewLoadError(str(error)) from None
-    clean, refused = normalize_annotations(parsed.annotations, source.dataset)
+    # Rows with FER+ votes: the FER+ majority label, as the workspace and the builders give it.
+    clean, refused = normalize_annotations(with_vote_labels(parsed.annotations, source.dataset), source.dataset)
     digest = hashlib.sha256(json.dumps(sorted(parsed.files.items())).encode()).hexdigest()
     source = dataclasses.replace(source, layout=parsed.layout, fingerprint=f"{digest}:{LAYOUT_VERSION}")
     return clean, parsed.rejects.height + refused.height, source
@@ -368,6 +369,7 @@ def prepare_tfds(source: ReviewSource, *, cache_dir: str | os.PathLike[str], bat
     """
     import polars as pl
 
+    from curate.annotations import with_vote_labels
     from curate.tfds_tables import tfds_batch_to_frame
 
     source, folder = resolve_tfds(source)
@@ -431,7 +433,7 @@ def prepare_tfds(source: ReviewSource, *, cache_dir: str | os.PathLike[str], bat
             frames.append(frame.with_columns(**extra))
     if not frames:
         raise ReviewLoadError(f"{folder}: the TFDS dataset has no examples")
-    frame = pl.concat(frames, how="vertical")
+    frame = with_vote_labels(pl.concat(frames, how="vertical"), source.dataset)  # also for a 1.x FERPlus build
     missing = frame.filter(pl.col("image_width").is_null()).height
     return ReviewTable(frame=frame, source=source, missing_images=missing, images_written=written)
 

@@ -58,12 +58,14 @@ def run_remap_study(
     seed: int = 0,
     beta: float = 0.999,
     plots: bool = True,
+    vote_mode: str | None = None,
 ) -> StudyOutcome:
     """Run ``curate study remap`` for one dataset (or ``"all"``), write its report, store it.
 
     * ``affectnet`` / ``rafdb``: :func:`curate.studies.remap.policy_study`;
-    * ``ferplus``: the same plus :func:`curate.studies.ferplus_modes.vote_mode_study`
-      under the key ``vote_modes``;
+    * ``ferplus``: the same, its rows labelled by ``vote_mode`` (default: the ingested one),
+      plus :func:`curate.studies.ferplus_modes.vote_mode_study` (every mode) under the key
+      ``vote_modes``;
     * ``all``: :func:`curate.studies.remap.canonical_distribution`.
 
     The report goes to ``out_dir`` (default ``<workspace>/reports/<dataset>-remap-<n>``);
@@ -73,6 +75,8 @@ def run_remap_study(
     from curate.studies import report as report_module
 
     if dataset == "all":
+        if vote_mode is not None:
+            raise ValueError("--vote-mode needs one dataset with votes (--dataset), not 'all'")
         results = remap_study.canonical_distribution(workspace)
         points = None
     else:
@@ -83,6 +87,7 @@ def run_remap_study(
             fraction=fraction,
             seed=seed,
             beta=beta,
+            vote_mode=vote_mode,
         )
         if datasets.get(dataset).votes:
             from curate.studies.ferplus_modes import has_votes, vote_mode_study

@@ -219,6 +219,7 @@ def balance(
     policy: str | labels.LabelPolicy = "keep-all",
     split: str | None = None,
     beta: float = DEFAULT_BETA,
+    vote_mode: str | None = None,
 ) -> BalanceReport:
     """Balance of the ingested annotations under ``policy``, per dataset and split.
 
@@ -233,7 +234,14 @@ def balance(
         Restrict to one split (an error names the available ones).
     beta : float, default 0.999
         Effective-number parameter.
+    vote_mode : str, optional
+        FER+ vote mode of the labels of rows with votes (:data:`curate.labels.VOTE_MODES`);
+        default the mode they were stored under (``curate ingest --vote-mode``). Another
+        mode is computed from the stored votes without changing the workspace. Rows whose
+        winner is unknown / not a face count as dropped under every policy.
     """
+    from curate.workspace import vote_mode_rows
+
     resolved = labels.get_policy(policy)
     _check_beta(beta)
     with workspace.connect() as con:
@@ -245,5 +253,6 @@ def balance(
             raise ValueError(
                 f"split {split!r} does not exist in {', '.join(datasets)}; available splits: {', '.join(available)}"
             )
-        counts = counts_by_split(con, resolved, datasets=datasets, split=split)
+        table = vote_mode_rows(con, datasets, vote_mode)
+        counts = class_counts_duckdb(con, resolved, datasets=datasets, split=split, table=table)
     return summarize_counts(counts, resolved, beta=beta)

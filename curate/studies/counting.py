@@ -11,6 +11,11 @@ test holds them to it): rows per (dataset, split, policy class) and the transiti
 * Polars lazy: :func:`class_counts_polars`, :func:`transition_matrix_polars`,
   :func:`remap_frame` (policy via ``LabelPolicy.polars_expr``).
 
+Rows with FER+ votes whose vote-mode label is a non-emotion winner (unknown -> Uncertain, NF
+-> No-Face; :func:`curate.labels.vote_excluded_sql`) count as dropped under *every* policy,
+keep-all included, as the FER+ authors leave them out; tables without a ``votes`` column
+(and frames without one) have no such rows.
+
 Shapes: a transition matrix is ``int64[NUM_CANONICAL, K + 1]`` (rows canonical labels 0-10,
 columns the policy's K classes then "dropped"); count vectors are ``int64[K + 1]`` (last =
 dropped).
@@ -33,6 +38,29 @@ from curate import labels
 def sql_list(values: Sequence[str]) -> str:
     """A SQL ``IN`` list of text literals, quotes doubled: ``('a', 'b')``."""
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+def _excluded_sql(con: Any, table: str) -> str:
+    """The vote exclusion of ``table``'s rows (``false`` when it has no ``votes`` column)."""
+    columns = {row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()}
+    return labels.vote_excluded_sql() if "votes" in columns else "false"
+
+
+def _class_sql(policy: labels.LabelPolicy) -> str:
+    """Class index of a ``per_label`` row (``label``, ``excluded``); ``K`` = dropped."""
+    return f"(CASE WHEN excluded THEN {policy.num_classes} ELSE coalesce({policy.sql_case('label')}, {policy.num_classes}) END)"
+
+
+def _polars_class(frame: Any, policy: labels.LabelPolicy) -> Any:
+    """Polars: class index per row, ``K`` where the policy or the vote mode drops it."""
+    import polars as pl
+
+    mapped = policy.polars_expr("label").cast(pl.Int64).fill_null(policy.num_classes)
+    if "votes" not in frame.collect_schema().names():
+        return mapped.alias("c")
+    return (
+        pl.when(labels.vote_excluded_polars()).then(pl.lit(policy.num_classes, pl.Int64)).otherwise(mapped).alias("c")
+    )
 
 
 def split_order(split: str) -> tuple[int, str]:
@@ -61,9 +89,9 @@ def class_counts_duckdb(
     # Count per canonical label first, then map the few aggregated rows through the policy:
     # the same numbers as mapping every row, without evaluating the CASE per row.
     rows = con.execute(
-        f"WITH per_label AS (SELECT dataset, split, label, count(*) AS n FROM {table} "
-        f"WHERE dataset IN {sql_list(datasets)}{extra}{(' AND ' + where) if where else ''} GROUP BY ALL) "
-        f"SELECT dataset::VARCHAR, split::VARCHAR, coalesce({policy.sql_case('label')}, {k}) AS c, sum(n)::BIGINT "
+        f"WITH per_label AS (SELECT dataset, split, label, {_excluded_sql(con, table)} AS excluded, count(*) AS n "
+        f"FROM {table} WHERE dataset IN {sql_list(datasets)}{extra}{(' AND ' + where) if where else ''} GROUP BY ALL) "
+        f"SELECT dataset::VARCHAR, split::VARCHAR, {_class_sql(policy)} AS c, sum(n)::BIGINT "
         "FROM per_label GROUP BY ALL",
         [split] if split is not None else [],
     ).fetchall()
@@ -86,9 +114,9 @@ def transition_matrix_duckdb(
     k = policy.num_classes
     extra = " AND split = ?" if split is not None else ""
     rows = con.execute(
-        f"WITH per_label AS (SELECT label, count(*) AS n FROM {table} "
+        f"WITH per_label AS (SELECT label, {_excluded_sql(con, table)} AS excluded, count(*) AS n FROM {table} "
         f"WHERE dataset IN {sql_list(datasets)}{extra} GROUP BY ALL) "
-        f"SELECT label, coalesce({policy.sql_case('label')}, {k}) AS c, sum(n)::BIGINT FROM per_label GROUP BY ALL",
+        f"SELECT label, {_class_sql(policy)} AS c, sum(n)::BIGINT FROM per_label GROUP BY ALL",
         [split] if split is not None else [],
     ).fetchall()
     matrix = np.zeros((labels.NUM_CANONICAL, k + 1), dtype=np.int64)
@@ -107,6 +135,8 @@ def remap_frame(frame: Any, policy: labels.LabelPolicy) -> Any:
     import polars as pl
 
     index = policy.polars_expr("label").alias("class_index")
+    if "votes" in frame.lazy().collect_schema().names():
+        index = pl.when(~labels.vote_excluded_polars()).then(index).alias("class_index")
     names = pl.Series("classes", list(policy.classes), dtype=pl.String)
     return (
         frame.lazy()
@@ -131,10 +161,7 @@ def class_counts_polars(
     if split is not None:
         lazy = lazy.filter(pl.col("split") == split)
     grouped = (
-        lazy.select("dataset", "split", policy.polars_expr("label").cast(pl.Int64).fill_null(k).alias("c"))
-        .group_by("dataset", "split", "c")
-        .len()
-        .collect()
+        lazy.select("dataset", "split", _polars_class(lazy, policy)).group_by("dataset", "split", "c").len().collect()
     )
     out: dict[tuple[str, str], np.ndarray] = {}
     for dataset, split_name, c, n in grouped.iter_rows():
@@ -151,10 +178,7 @@ def transition_matrix_polars(frame: Any, policy: labels.LabelPolicy, *, split: s
     if split is not None:
         lazy = lazy.filter(pl.col("split") == split)
     grouped = (
-        lazy.select(pl.col("label").cast(pl.Int64), policy.polars_expr("label").cast(pl.Int64).fill_null(k).alias("c"))
-        .group_by("label", "c")
-        .len()
-        .collect()
+        lazy.select(pl.col("label").cast(pl.Int64), _polars_class(lazy, policy)).group_by("label", "c").len().collect()
     )
     matrix = np.zeros((labels.NUM_CANONICAL, k + 1), dtype=np.int64)
     np.add.at(matrix, (grouped["label"].to_numpy(), grouped["c"].to_numpy()), grouped["len"].to_numpy())

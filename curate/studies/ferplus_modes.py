@@ -49,11 +49,11 @@ def load_votes(con: Any, dataset: str = "ferplus") -> tuple[np.ndarray, np.ndarr
 def load_fer2013_labels(con: Any, dataset: str = "ferplus") -> np.ndarray:
     """The FER2013 original label (canonical) of every row :func:`load_votes` returns, in its order.
 
-    ``int64[N]``; -1 where the row has no FER2013 label (``raw_label`` null: only the votes
-    file was ingested, and ``label`` was filled from the votes, so it is no original label).
+    ``int64[N]``; -1 where the row has no FER2013 label (``fer2013_label`` null: only the votes
+    file was ingested). ``label`` itself is the FER+ label of the ingest's vote mode.
     """
     data = con.execute(
-        "SELECT CASE WHEN raw_label IS NULL THEN -1 ELSE label END AS original FROM annotations "
+        "SELECT coalesce(fer2013_label, -1) AS original FROM annotations "
         "WHERE dataset = ? AND votes IS NOT NULL ORDER BY id",
         [dataset],
     ).fetchnumpy()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from curate import datasets, labels
+from curate import datasets as datasets_registry
 from curate.studies import balance as _balance
 from curate.studies.counting import class_counts_duckdb, sql_list, transition_matrix_duckdb
 from curate.studies.holdout import DEFAULT_FRACTION, DEFAULT_SEED, holdout_sql
@@ -63,6 +64,11 @@ class RemapResult:
         Rows the ``remapped`` view serves for this policy and these datasets (kept and dropped).
     out : Path or None
         The Parquet export, when asked for.
+    vote_modes : dict[str, str]
+        Per dataset with votes, the FER+ vote mode of its labels.
+    vote_excluded : dict[str, dict[str, int]]
+        Per dataset with votes, the rows dropped whatever the policy because their vote
+        winner is unknown / not a face, per canonical label name (part of ``dropped``).
     """
 
     policy: labels.LabelPolicy
@@ -71,6 +77,8 @@ class RemapResult:
     balance: _balance.BalanceReport
     rows: int
     out: Path | None
+    vote_modes: dict[str, str] = dataclasses.field(default_factory=dict)
+    vote_excluded: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def transition(self) -> np.ndarray:
@@ -96,6 +104,8 @@ class RemapResult:
             "balance": self.balance.to_dict(),
             "rows": self.rows,
             "out": None if self.out is None else str(self.out),
+            "vote_modes": self.vote_modes,
+            "vote_excluded": self.vote_excluded,
         }
 
 
@@ -106,6 +116,7 @@ def remap(
     dataset: str | None = None,
     out: str | Path | None = None,
     beta: float = _balance.DEFAULT_BETA,
+    vote_mode: str | None = None,
 ) -> RemapResult:
     """Apply ``policy`` to the ingested annotations and store the result in the workspace.
 
@@ -125,18 +136,40 @@ def remap(
         One ingested dataset; default all ingested datasets.
     out : path-like, optional
         Parquet file to export the remapped rows to.
+    vote_mode : str, optional
+        FER+ vote mode (:data:`curate.labels.VOTE_MODES`): the stored labels of the rows with
+        votes are first re-derived from their votes under it, in the same transaction
+        (:func:`curate.workspace.relabel_votes`; ``ingests.vote_mode`` records it). Default:
+        keep the mode they were ingested under. Rows whose winner is unknown / not a face are
+        dropped under every policy (``remapped.dropped_by = 'vote mode'``).
     """
+    from curate.workspace import relabel_votes, stored_vote_mode, vote_excluded_counts
+
     resolved = labels.get_policy(policy)
+    if vote_mode is not None:
+        labels.get_vote_mode(vote_mode)
     workspace.require_database()
     out_path = None if out is None else Path(out)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
     with workspace.connect(write=True) as con:
         datasets = workspace.require_datasets(con, dataset)
+        voted = [name for name in datasets if datasets_registry.get(name).votes]
+        if vote_mode is not None:
+            if not voted:
+                raise ValueError(
+                    f"--vote-mode applies to {', '.join(datasets_registry.having('votes'))} only, "
+                    f"not {', '.join(datasets)}"
+                )
+            for name in voted:
+                if stored_vote_mode(con, name) != vote_mode:
+                    relabel_votes(con, name, vote_mode)
         in_list = sql_list(datasets)
         workspace.record_policy(con, resolved, datasets)
         transitions = {name: transition_matrix_duckdb(con, resolved, datasets=[name]) for name in datasets}
         counts = class_counts_duckdb(con, resolved, datasets=datasets)
+        vote_modes = {name: stored_vote_mode(con, name) for name in voted}
+        vote_excluded = {name: vote_excluded_counts(con, name) for name in voted}
         if out_path is not None:
             from curate.workspace import copy_to_parquet
 
@@ -154,6 +187,8 @@ def remap(
         balance=_balance.summarize_counts(counts, resolved, beta=beta),
         rows=int(sum(m.sum() for m in transitions.values())),
         out=out_path,
+        vote_modes=vote_modes,
+        vote_excluded=vote_excluded,
     )
 
 
@@ -308,6 +343,7 @@ def policy_study(
     seed: int = DEFAULT_SEED,
     beta: float = _balance.DEFAULT_BETA,
     va_sample: int = 2000,
+    vote_mode: str | None = None,
 ) -> dict[str, Any]:
     """Compare label policies on one ingested dataset; every number as a JSON-ready dict.
 
@@ -319,7 +355,14 @@ def policy_study(
     per protocol card and data fingerprint, with both printed beside the numbers; ``run``: the
     newest of them). When the dataset has valence/arousal, ``va`` compares each label's V/A with
     Neutral's (see :func:`va_comparison`).
+
+    For a dataset with votes, its rows carry the labels of ``vote_mode`` (default: the mode
+    they were ingested under; another is computed from the stored votes, the workspace
+    unchanged), recorded as ``vote_mode``; rows whose winner is unknown / not a face are
+    dropped by every policy and counted in ``vote_excluded``.
     """
+    from curate.workspace import stored_vote_mode, vote_excluded_counts, vote_mode_rows
+
     resolved = [labels.get_policy(p) for p in policies]
     if not resolved:
         raise ValueError("no policies to compare")
@@ -332,11 +375,14 @@ def policy_study(
     with workspace.connect() as con:
         workspace.require_datasets(con, dataset)
         splits = workspace.splits(con, dataset)
+        source = vote_mode_rows(con, [dataset], vote_mode)
+        mode_used = vote_mode or stored_vote_mode(con, dataset)
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE study_rows AS SELECT dataset, split, label, "
-            f"(split = 'train' AND {holdout}) AS in_holdout FROM annotations WHERE dataset = ?",
+            "CREATE OR REPLACE TEMP TABLE study_rows AS SELECT dataset, split, label, votes, "
+            f"(split = 'train' AND {holdout}) AS in_holdout FROM {source} WHERE dataset = ?",
             [dataset],
         )
+        vote_excluded = vote_excluded_counts(con, dataset, table="study_rows") if mode_used else {}
         canonical = labels.BUILTIN_POLICIES["keep-all"]
         canonical_counts = class_counts_duckdb(con, canonical, datasets=[dataset], table="study_rows")
         holdout_counts = class_counts_duckdb(
@@ -388,6 +434,8 @@ def policy_study(
             "per_label_fraction": [float(h / t) if t else None for h, t in zip(held, train_total, strict=True)],
         },
         "beta": beta,
+        "vote_mode": mode_used,
+        "vote_excluded": vote_excluded,
         "per_policy": per_policy,
         "va": va,
     }

@@ -107,6 +107,14 @@ def _remap_report(results: Mapping[str, Any], folder: Path, va_points: Any) -> t
         "Every number below is also in `study.json`. Rows are annotation rows as ingested; "
         "`kept` excludes rows a policy drops."
     )
+    if results.get("vote_mode"):
+        excluded = results.get("vote_excluded") or {}
+        listed = ", ".join(f"{label} {n:,}" for label, n in excluded.items()) or "none"
+        out += [
+            "",
+            f"Labels from the FER+ votes under the `{results['vote_mode']}` vote mode; rows whose winner is "
+            f"unknown or not a face are dropped by every policy ({listed}).",
+        ]
     out += _policy_summary_section(results)
     out += _evaluation_views_section(results)
     out += _registered_runs_section(results)

@@ -53,7 +53,8 @@ def make_example(row: dict[str, Any]):
         "image": common.encode_png(Image.frombytes("L", (_SIDE, _SIDE), array.tobytes())),
         "votes": np.asarray(votes, dtype=np.int32),
         "fer2013_label": int(raw_label),
-        "label": labels.FER2013_TO_CANONICAL[int(raw_label)],
+        # The FER+ majority label (canonical; 9 Uncertain / 10 No-Face where the winner is unknown / NF).
+        "label": int(labels.ferplus_vote_targets(np.asarray([votes]), labels.DEFAULT_VOTE_MODE).label[0]),
         "image_name": row.get("image_name") or "",
     }
     return row["id"], features
@@ -62,9 +63,11 @@ def make_example(row: dict[str, Any]):
 class Builder(common.ManualDownloadBuilder):
     """DatasetBuilder for FERPlus."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: FER2013 pixels with FER+ votes, rejects ledger.",
+        "2.0.0": "`label` is the FER+ majority label (canonical; Uncertain / No-Face where the winner is unknown / "
+        "NF), no longer FER2013's, which stays in `fer2013_label`.",
     }
     SPLIT_NAMES = ("train", "validation", "test")
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -95,7 +98,11 @@ class Builder(common.ManualDownloadBuilder):
                         doc="Ten FER+ votes: " + ", ".join(labels.FERPLUS_VOTE_COLUMNS) + ".",
                     ),
                     "fer2013_label": tfds.features.ClassLabel(names=labels.FER2013_NAMES),
-                    "label": tfds.features.ClassLabel(names=labels.CANONICAL_NAMES),
+                    "label": tfds.features.ClassLabel(
+                        names=labels.CANONICAL_NAMES,
+                        doc="FER+ majority label of `votes` (canonical order); Uncertain / No-Face where the winner "
+                        "is unknown / NF, images the FER+ authors leave out. FER2013's label is `fer2013_label`.",
+                    ),
                     "image_name": tfds.features.Text(doc="FER+ `Image name`; empty where the annotators rejected it."),
                 }
             ),
