@@ -49,6 +49,31 @@ from curate import datasets as registry
 from curate import labels
 from curate.annotations import FER2013_LABEL_COLUMN, SPLITS, normalize_annotations, with_vote_labels
 from curate.readtime import resolve_vote_mode
+from curate.workspace_schema import (  # noqa: F401  (re-exported: the workspace's names)
+    _ANNOTATION_COLUMNS,
+    _REJECT_COLUMNS,
+    _STORED_COLUMNS,
+    ANNOTATIONS_WITH_LANDMARKS,
+    DATASET_ENUM_PLACEHOLDER,
+    REMAPPED_VIEW,
+    SPLIT_ENUM,
+    TABLES,
+    NothingIngestedError,
+    WorkspaceBusyError,
+    WorkspaceError,
+    _columns,
+    _enum,
+    _has_table,
+    _has_view,
+    _schema_version,
+)
+from curate.workspace_votes import (  # noqa: F401  (re-exported)
+    relabel_votes,
+    stored_vote_mode,
+    vote_excluded_counts,
+    vote_mode_rows,
+    vote_rows,
+)
 
 #: Folder used when neither ``--workspace`` nor ``CURATE_WORKSPACE`` is given.
 DEFAULT_WORKSPACE = "curate-workspace"
@@ -85,98 +110,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
-
-
-def _enum(values: Sequence[str]) -> str:
-    return "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
-
-
-#: ``dataset`` and ``split`` are stored as DuckDB ENUMs: grouping and filtering on them is
-#: several times faster than on VARCHAR; read them back as text (``::VARCHAR``). The dataset
-#: ENUM holds the registered datasets (``curate.datasets``); a workspace opened for writing
-#: after a dataset was registered widens it (:meth:`Workspace._ensure_schema`).
-DATASET_ENUM_PLACEHOLDER = "{dataset_enum}"
-SPLIT_ENUM = _enum(SPLITS)
-
-_VOTE_EXCLUDED = labels.vote_excluded_sql("a.label", "a.votes")
-REMAPPED_VIEW = f"""CREATE {{or_replace}} VIEW {{if_not_exists}} remapped AS
-        SELECT p.policy, a.dataset::VARCHAR AS dataset, a.id, a.split::VARCHAR AS split, a.label,
-            CASE WHEN {_VOTE_EXCLUDED} THEN NULL ELSE m.class_index END AS class_index,
-            CASE WHEN {_VOTE_EXCLUDED} THEN NULL ELSE m.class_name END AS class_name,
-            CASE WHEN {_VOTE_EXCLUDED} THEN 'vote mode' WHEN m.class_index IS NULL THEN 'policy' END AS dropped_by
-        FROM applied p
-        JOIN annotations a ON a.dataset = p.dataset
-        JOIN policy_maps m ON m.policy = p.policy AND m.canonical_label = a.label"""
-
-#: Table name -> DDL. Columns of ``annotations`` follow ``ANNOTATION_SCHEMA`` in order, less
-#: ``landmarks`` (see ``arrays/`` above and :meth:`Workspace._define_landmark_views`), then
-#: ``holdout_key`` and ``fer2013_label`` (:data:`curate.annotations.FER2013_LABEL_COLUMN`).
-TABLES: Mapping[str, str] = {
-    "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-    "annotations": f"""CREATE TABLE IF NOT EXISTS annotations (
-        id VARCHAR NOT NULL, dataset {DATASET_ENUM_PLACEHOLDER} NOT NULL, split {SPLIT_ENUM} NOT NULL,
-        source_file VARCHAR, source_row BIGINT, source_path VARCHAR,
-        raw_label SMALLINT, label TINYINT NOT NULL,
-        valence FLOAT, arousal FLOAT, va_annotated BOOLEAN,
-        face_x FLOAT, face_y FLOAT, face_width FLOAT, face_height FLOAT,
-        votes SMALLINT[],
-        holdout_key UINTEGER,  -- h(id) of curate.studies.holdout, computed at ingest
-        fer2013_label TINYINT)""",  # rows with votes: FER2013's own label, canonical (label = FER+'s)
-    # The landmark file of each dataset (path relative to the workspace folder).
-    "array_files": """CREATE TABLE IF NOT EXISTS array_files (
-        dataset VARCHAR PRIMARY KEY, landmarks_file VARCHAR NOT NULL, rows BIGINT)""",
-    "rejects": """CREATE TABLE IF NOT EXISTS rejects (
-        dataset VARCHAR, split VARCHAR, source_file VARCHAR, source_row BIGINT,
-        id VARCHAR, reason VARCHAR, detail VARCHAR)""",
-    "ingests": """CREATE TABLE IF NOT EXISTS ingests (
-        dataset VARCHAR PRIMARY KEY, source VARCHAR, layout VARCHAR, files JSON,
-        rows BIGINT, rejects BIGINT, created TIMESTAMP,
-        vote_mode VARCHAR)""",  # the FER+ vote mode of the stored labels (datasets with votes)
-    "policies": """CREATE TABLE IF NOT EXISTS policies (
-        name VARCHAR PRIMARY KEY, description VARCHAR, classes VARCHAR[], mapping TINYINT[],
-        source VARCHAR, applied TIMESTAMP)""",
-    "policy_maps": """CREATE TABLE IF NOT EXISTS policy_maps (
-        policy VARCHAR NOT NULL, canonical_label TINYINT NOT NULL, class_index TINYINT, class_name VARCHAR,
-        PRIMARY KEY (policy, canonical_label))""",
-    "applied": """CREATE TABLE IF NOT EXISTS applied (
-        policy VARCHAR NOT NULL, dataset VARCHAR NOT NULL, applied TIMESTAMP, PRIMARY KEY (policy, dataset))""",
-    # One row per (applied policy, annotation): the remapped labels, always in step with the
-    # ingested annotations (a re-ingest needs no re-remap); class_index/class_name are NULL
-    # where the row is dropped, ``dropped_by`` says why: 'policy', or 'vote mode' for a row
-    # whose FER+ winner is unknown / not a face (left out under every policy, as the FER+
-    # authors do; curate.labels.VOTE_EXCLUDED_LABELS).
-    "remapped": REMAPPED_VIEW.format(or_replace="", if_not_exists="IF NOT EXISTS"),
-    "studies": """CREATE TABLE IF NOT EXISTS studies (
-        id BIGINT PRIMARY KEY, kind VARCHAR, dataset VARCHAR, created TIMESTAMP,
-        out_dir VARCHAR, results JSON)""",
-    "runs": """CREATE TABLE IF NOT EXISTS runs (
-        name VARCHAR PRIMARY KEY, dataset VARCHAR NOT NULL, policy VARCHAR NOT NULL,
-        vote_mode VARCHAR, path VARCHAR, created TIMESTAMP, metrics JSON)""",
-}
-
-_ANNOTATION_COLUMNS = (
-    "id", "dataset", "split", "source_file", "source_row", "source_path", "raw_label", "label",
-    "valence", "arousal", "va_annotated", "face_x", "face_y", "face_width", "face_height",
-    "landmarks", "votes",
-)  # fmt: skip
-_STORED_COLUMNS = tuple(c for c in _ANNOTATION_COLUMNS if c != "landmarks")
-#: ``annotations`` with its landmarks (null where a dataset has none), for exports and reads.
-ANNOTATIONS_WITH_LANDMARKS = """CREATE OR REPLACE VIEW annotations_with_landmarks AS
-    SELECT a.*, l.landmarks FROM annotations a
-    LEFT JOIN landmarks l ON l.dataset = a.dataset::VARCHAR AND l.id = a.id"""
-_REJECT_COLUMNS = ("dataset", "split", "source_file", "source_row", "id", "reason", "detail")
-
-
-class WorkspaceError(ValueError):
-    """A workspace operation cannot proceed; the message says what and where."""
-
-
-class WorkspaceBusyError(WorkspaceError):
-    """Another process holds the workspace's write lock."""
-
-
-class NothingIngestedError(WorkspaceError):
-    """The workspace (or the dataset asked for) has no ingested annotations."""
 
 
 def resolve_workspace_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -778,105 +711,6 @@ class Workspace:
         return path
 
 
-def vote_rows(con: Any, dataset: str) -> tuple[Any, Any]:
-    """``(ids, votes)`` of the stored rows of ``dataset`` with ten votes; ``votes`` is ``int64[N, 10]``."""
-    import numpy as np
-
-    width = len(labels.FERPLUS_VOTE_COLUMNS)
-    columns = ", ".join(f"votes[{i + 1}] AS v{i}" for i in range(width))
-    data = con.execute(
-        f"SELECT id, {columns} FROM annotations WHERE dataset = ? AND len(votes) = {width} ORDER BY id", [dataset]
-    ).fetchnumpy()
-    ids = np.asarray(data["id"], dtype=object)
-    if not len(ids):
-        return ids, np.zeros((0, width), np.int64)
-    return ids, np.stack([np.asarray(data[f"v{i}"], dtype=np.int64) for i in range(width)], axis=1)
-
-
-def _vote_label_table(con: Any, dataset: str, vote_mode: str | labels.VoteMode, name: str) -> str:
-    """Register ``name`` (id, label): the label of ``vote_mode`` of every stored row with votes."""
-    import numpy as np
-    import pyarrow as pa
-
-    ids, votes = vote_rows(con, dataset)
-    winner = labels.ferplus_vote_targets(votes, vote_mode).label if len(ids) else np.zeros(0, np.int64)
-    con.register(name, pa.table({"id": pa.array(ids.tolist(), pa.string()), "label": pa.array(winner, pa.int8())}))
-    return name
-
-
-def relabel_votes(con: Any, dataset: str, vote_mode: str | labels.VoteMode) -> int:
-    """Inside a write transaction: the stored labels of ``dataset``'s rows with votes become those
-    of ``vote_mode`` (``ingests.vote_mode`` records it). Returns the rows relabelled.
-
-    The labels come from the stored votes alone, so a review correction applied at ingest to a
-    row with votes is replaced; re-ingest with ``--vote-mode`` and ``--corrections`` to keep it.
-    """
-    mode = labels.get_vote_mode(vote_mode) if isinstance(vote_mode, str) else vote_mode
-    table = _vote_label_table(con, dataset, mode, "incoming_vote_labels")
-    try:
-        con.execute(
-            "UPDATE annotations SET label = v.label FROM incoming_vote_labels v "
-            "WHERE annotations.dataset = ? AND annotations.id = v.id",
-            [dataset],
-        )
-        ((rows,),) = con.execute(f"SELECT count(*) FROM {table}").fetchall()
-    finally:
-        con.unregister(table)
-    con.execute("UPDATE ingests SET vote_mode = ? WHERE dataset = ?", [mode.name, dataset])
-    return int(rows)
-
-
-def stored_vote_mode(con: Any, dataset: str) -> str | None:
-    """The vote mode of ``dataset``'s stored labels (``None`` for a dataset without votes)."""
-    if not registry.get(dataset).votes:
-        return None
-    rows = con.execute("SELECT vote_mode FROM ingests WHERE dataset = ?", [dataset]).fetchall()
-    return (rows[0][0] if rows else None) or labels.DEFAULT_VOTE_MODE
-
-
-def vote_excluded_counts(con: Any, dataset: str, table: str = "annotations") -> dict[str, int]:
-    """Rows of ``dataset`` in ``table`` every policy leaves out for their vote winner, per label name."""
-    rows = con.execute(
-        f"SELECT label, count(*) FROM {table} WHERE dataset = ? AND {labels.vote_excluded_sql()} GROUP BY label "
-        "ORDER BY label",
-        [dataset],
-    ).fetchall()
-    return {labels.CANONICAL_NAMES[label]: int(n) for label, n in rows}
-
-
-def vote_mode_rows(con: Any, datasets: Sequence[str], vote_mode: str | None, name: str = "vote_mode_rows") -> str:
-    """The table to count ``datasets`` from under ``vote_mode`` (works on a read-only connection).
-
-    ``"annotations"`` when no mode is given or it is the stored one of every dataset with
-    votes; otherwise a temporary table ``name`` (dataset, split, id, label, votes, holdout_key)
-    whose rows with votes carry the label of ``vote_mode``, computed from the stored votes --
-    the workspace itself is not changed. Raises a ``ValueError`` when no dataset has votes.
-    """
-    if vote_mode is None:
-        return "annotations"
-    voted = [d for d in datasets if registry.get(d).votes]
-    if not voted:
-        with_votes = ", ".join(registry.having("votes"))
-        raise WorkspaceError(f"--vote-mode applies to {with_votes} only, not {', '.join(datasets)}")
-    mode = labels.get_vote_mode(vote_mode)
-    if all(stored_vote_mode(con, d) == mode.name for d in voted):
-        return "annotations"
-    parts = []
-    for i, dataset in enumerate(voted):
-        _vote_label_table(con, dataset, mode, f"{name}_{i}")
-        parts.append(f"SELECT '{dataset}' AS dataset, id, label FROM {name}_{i}")
-    listed = ", ".join("'" + d.replace("'", "''") + "'" for d in datasets)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT a.dataset, a.split, a.id, "
-        "coalesce(v.label, a.label) AS label, a.votes, a.holdout_key "
-        f"FROM annotations a LEFT JOIN ({' UNION ALL '.join(parts)}) v "
-        f"ON v.dataset = a.dataset::VARCHAR AND v.id = a.id WHERE a.dataset::VARCHAR IN ({listed})"
-    )
-    for i in range(len(voted)):
-        con.unregister(f"{name}_{i}")
-    return name
-
-
 def runs_from(con: Any, dataset: str | None = None) -> list[dict[str, Any]]:
     if not _has_table(con, "runs"):
         return []
@@ -898,36 +732,6 @@ def copy_to_parquet(con: Any, query: str, path: Path, params: Sequence[Any] = ()
     """``COPY (query) TO path`` as Parquet with zstd compression."""
     literal = str(path).replace("'", "''")
     con.execute(f"COPY ({query}) TO '{literal}' (FORMAT parquet, COMPRESSION zstd)", list(params))
-
-
-def _schema_version(con: Any) -> int:
-    if not _has_table(con, "meta"):
-        return 0
-    rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-    return int(rows[0][0]) if rows else 0
-
-
-def _columns(con: Any, table: str) -> list[str]:
-    return [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'", [table]
-        ).fetchall()
-    ]
-
-
-def _has_view(con: Any, name: str) -> bool:
-    ((count,),) = con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
-    ).fetchall()
-    return bool(count)
-
-
-def _has_table(con: Any, name: str) -> bool:
-    ((count,),) = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [name]
-    ).fetchall()  # fetchall: a half-read result would block the connection's next statement
-    return bool(count)
 
 
 def json_dumps(value: Any) -> str:
