@@ -298,7 +298,7 @@ FERPLUS = register(
         default_monitor="balanced",
         votes=True,
         images_option={"with_pixels": True},
-        manual_dir_hint="<folder with fer2013.csv and fer2013new.csv>",
+        manual_dir_hint="<folder with fer2013new.csv and fer2013.csv, icml_face_data.csv or train.csv + test.csv>",
     )
 )
 RAFDB = register(

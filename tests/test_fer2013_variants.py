@@ -11,7 +11,9 @@ splits, votes, pixels, labels), the same rejects with the same reasons, and
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,24 @@ from curate.formats.schema import FormatError
 VOTE_HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
 SPLIT_OF = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
 COPY_NAMES = ("fer2013", "icml_face_data", "kaggle-train-test", "kaggle-train-test-labelled")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_vote_file() -> Path | None:
+    for candidate in (
+        os.environ.get("FERPLUS_LABELS_CSV"),
+        REPO.parent / "shared" / "data" / "ferplus" / "fer2013new.csv",
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+REAL = real_vote_file()
+needs_real = pytest.mark.skipif(
+    REAL is None,
+    reason="real fer2013new.csv not found: set FERPLUS_LABELS_CSV or place it at ../shared/data/ferplus/",
+)
 #: Annotation columns a copy must reproduce exactly (source_file / source_row name its own files).
 SAME_COLUMNS = ["id", "dataset", "split", "raw_label", "label", "votes", "image_name", "pixels"]
 
@@ -446,6 +466,90 @@ def test_missing_copy_or_half_a_pair(tmp_path):
     write_copy(tmp_path, "kaggle-train-test", rows, votes=False)
     with pytest.raises(FormatError, match="^fer2013new.csv: missing file"):
         ferplus.read(tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# The generator writes every copy (the same rows); the real vote file checks the halves
+# --------------------------------------------------------------------------------------
+
+
+def test_generator_writes_every_copy_with_the_same_rows(tmp_path):
+    from curate.synth.ferplus import generate_ferplus
+
+    tables = {}
+    for copy in ("fer2013", "icml_face_data", "kaggle-train-test"):
+        report = generate_ferplus(tmp_path / copy, scale=0.004, seed=5, annotations_only=True, copy=copy)
+        manifest = json.loads(report.manifest_path.read_text())
+        tables[copy] = ferplus.read(tmp_path / copy, with_pixels=True)
+        assert tables[copy].layout == report.layout == manifest["layout"] == f"{copy}+ferplus"
+        assert sorted(manifest["files"]) == sorted(tables[copy].files)
+        assert tables[copy].rejects.is_empty()
+    assert (tmp_path / "icml_face_data" / "icml_face_data.csv").read_text().startswith("emotion, Usage, pixels\n")
+    assert (tmp_path / "kaggle-train-test" / "test.csv").read_text().startswith("pixels\n")
+    reference = tables["fer2013"]
+    assert comparable(tables["icml_face_data"]).equals(comparable(reference))
+    assert comparable(tables["kaggle-train-test"]).equals(comparable(reference, test_labels=False))
+    n_test = reference.annotations.filter(pl.col("split") != "train").height
+    manifest = json.loads((tmp_path / "kaggle-train-test.synth_manifest.json").read_text())
+    assert manifest["quirks"]["no_fer2013_label"]["count"] == n_test > 0
+    with pytest.raises(ValueError, match="unknown FER2013 copy 'csv'"):
+        generate_ferplus(tmp_path / "bad", copy="csv")
+    with pytest.raises(ValueError, match="label_noise needs FER2013 labels"):
+        generate_ferplus(tmp_path / "bad", copy="kaggle-train-test", label_noise=0.1)
+
+
+def test_cli_synth_copy_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    out = tmp_path / "pair"
+    args = [
+        "synth",
+        "ferplus",
+        "--out",
+        str(out),
+        "--scale",
+        "0.002",
+        "--annotations-only",
+        "--copy",
+        "kaggle-train-test",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["fer2013new.csv", "test.csv", "train.csv"]
+    assert ferplus.read(out).layout == "kaggle-train-test+ferplus"
+    assert "--copy" in CliRunner().invoke(app, ["synth", "ferplus", "--help"]).output
+
+
+@needs_real
+def test_kaggle_pair_halves_against_the_real_vote_file(tmp_path):
+    """train.csv 28,709 rows, test.csv 7,178 = PublicTest then PrivateTest: the real fer2013new.csv agrees."""
+    from curate.synth.ferplus import generate_ferplus
+
+    out = tmp_path / "real"
+    generate_ferplus(out, votes_from=REAL, annotations_only=True, seed=3, copy="kaggle-train-test")
+    assert (out / "train.csv").read_bytes().count(b"\n") == 28_709 + 1  # with the header line
+    assert (out / "test.csv").read_bytes().count(b"\n") == 7_178 + 1
+    tables = ferplus.read(out)
+    assert tables.layout == "kaggle-train-test+ferplus" and tables.rejects.is_empty()
+    assert tables.annotations["split"].value_counts().sort("split").rows() == [
+        ("test", 3589),
+        ("train", 28709),
+        ("validation", 3589),
+    ]
+    assert tables.annotations.filter(pl.col("split") != "train")["raw_label"].null_count() == 7_178
+
+
+def test_rows_moved_within_a_split_are_beyond_any_check(tmp_path):
+    """The documented limit: a row moved inside test.csv's PrivateTest half keeps every Usage, so it reads."""
+    rows = make_rows()
+    moved = rows[:9] + [rows[10], rows[11], rows[9]]
+    write_copy(tmp_path, "kaggle-train-test", moved, votes=False)
+    write_votes(tmp_path, rows)
+    tables = ferplus.read(tmp_path, with_pixels=True)
+    assert tables.rejects.is_empty()
+    assert tables.annotations["pixels"][9] == pixel_text(10)  # the pixels of row 10 under id fer0000009
 
 
 # --------------------------------------------------------------------------------------

@@ -38,7 +38,10 @@ any row where both give a valid Usage (for the Kaggle pair: the Usage its positi
 implies). A row lost, added or moved shifts every later row, and the shift shows at the
 next Training / PublicTest / PrivateTest boundary; a copy without its header line is a
 bad header. A row whose ``fer2013new.csv`` Usage is not a valid one is a ``usage
-mismatch`` reject (below), not a misalignment.
+mismatch`` reject (below), not a misalignment. What no check can see: rows reordered
+within one split keep every Usage (for the Kaggle pair, whose Usage is the position, the
+check amounts to ``train.csv`` holding as many rows as the Training block and
+``test.csv``'s halves matching the PublicTest and PrivateTest blocks).
 
 Annotations
 -----------
@@ -528,6 +531,54 @@ def write_fer2013(path: str | Path, emotion: Any, pixels: Any, usage: Sequence[s
     )
     frame.write_csv(path, quote_style="never", line_terminator="\n")
     return path
+
+
+def write_fer2013_copy(out: str | Path, copy: str, emotion: Any, pixels: Any, usage: Sequence[str]) -> list[Path]:
+    """Write FER2013 rows into the folder ``out`` as the copy ``copy`` (a :data:`COPIES` name).
+
+    ``fer2013`` writes ``fer2013.csv`` (:func:`write_fer2013`); ``icml_face_data`` writes
+    ``icml_face_data.csv`` with Kaggle's header ``emotion, Usage, pixels``;
+    ``kaggle-train-test`` writes ``train.csv`` (``emotion,pixels``: the Training rows) and
+    ``test.csv`` (``pixels`` only, as Kaggle ships it: the PublicTest then the PrivateTest
+    rows), which needs the rows in that order with two halves of equal size. Returns the
+    files written; :class:`ValueError` for an unknown copy or rows the copy cannot hold.
+    """
+    if copy not in COPIES_BY_NAME:
+        raise ValueError(f"unknown FER2013 copy {copy!r}; expected one of {', '.join(COPIES_BY_NAME)}")
+    out = Path(out)
+    if copy == "fer2013":
+        return [write_fer2013(out / FER2013_FILE, emotion, pixels, usage)]
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(pixels, pl.Series) and pixels.dtype == pl.String:
+        text = pixels.alias("pixels")
+    elif isinstance(pixels, np.ndarray):
+        text = pixels_to_text(pixels)
+    else:
+        text = pl.Series("pixels", list(pixels), dtype=pl.String)
+    frame = pl.DataFrame(
+        {
+            "emotion": pl.Series(np.asarray(emotion, dtype=np.int64)),
+            "Usage": pl.Series(list(usage), dtype=pl.String),
+            "pixels": text,
+        }
+    )
+    options: dict[str, Any] = {"quote_style": "never", "line_terminator": "\n"}
+    if copy == "icml_face_data":
+        path = out / ICML_FILE
+        frame.rename({"Usage": " Usage", "pixels": " pixels"}).write_csv(path, **options)
+        return [path]
+    n_train = int((frame["Usage"] == "Training").sum())
+    n_half = (frame.height - n_train) // 2
+    order = ["Training"] * n_train + list(KAGGLE_TEST_HALVES[:1]) * n_half + list(KAGGLE_TEST_HALVES[1:]) * n_half
+    if frame["Usage"].to_list() != order:
+        raise ValueError(
+            "train.csv + test.csv hold the Training rows, then PublicTest, then PrivateTest rows in two halves "
+            "of equal size; these rows are not in that order"
+        )
+    train_path, test_path = out / KAGGLE_TRAIN_FILE, out / KAGGLE_TEST_FILE
+    frame.head(n_train).select("emotion", "pixels").write_csv(train_path, **options)
+    frame.slice(n_train).select("pixels").write_csv(test_path, **options)
+    return [train_path, test_path]
 
 
 def write_ferplus_votes(path: str | Path, usage: Sequence[str], image_names: Sequence[str | None], votes: Any) -> Path:
