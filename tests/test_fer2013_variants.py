@@ -443,6 +443,22 @@ def test_priority_when_several_copies_are_present(tmp_path, caplog):
     assert "reading fer2013.csv" in caplog.records[0].getMessage()
 
 
+def test_copy_detection_on_cluster_storage(tmp_path, monkeypatch):
+    """gs:// (in memory): the absent copies are probed through epath, the Kaggle pair is found and read."""
+    from test_formats_ferplus import assert_same_tables, gs_in_memory
+
+    local = write_copy(tmp_path / "pair", "kaggle-train-test", make_rows())
+    with gs_in_memory(monkeypatch) as upload:
+        remote = upload(local, "pair")
+        assert not Path(str(remote)).exists()
+        tables = ferplus.read(remote, with_pixels=True)
+        (remote / "test.csv").unlink()
+        with pytest.raises(FormatError, match="^test.csv: missing file"):
+            ferplus.read(remote)
+    assert tables.layout == "kaggle-train-test+ferplus"
+    assert_same_tables(tables, ferplus.read(local, with_pixels=True))
+
+
 def test_one_copy_no_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="curate.formats.ferplus"):
         ferplus.read(write_copy(tmp_path, "kaggle-train-test", make_rows()))

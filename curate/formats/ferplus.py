@@ -210,17 +210,17 @@ def _parse_pixels_file(
 
 @dataclasses.dataclass(frozen=True)
 class Fer2013Copy:
-    """One way FER2013's 35,887 rows are distributed: its files, their accepted headers, its layout.
+    """One way FER2013's 35,887 rows are shipped: its files, the headers each may have, its layout.
 
-    ``headers`` has one entry per file (the headers that file may have). Rows of the files,
-    read in order, are FER2013's rows in ``fer2013.csv`` order. A copy whose files have no
-    ``Usage`` column takes the split from the row position (:data:`KAGGLE_TEST_HALVES`).
+    ``headers`` has one entry per file (the headers that file may have). The rows of the
+    files, read in order, are FER2013's rows in ``fer2013.csv`` order. A copy without a
+    ``Usage`` column (:attr:`usage_by_position`) is two files: the Training rows, then the
+    PublicTest and PrivateTest rows in two halves (:data:`KAGGLE_TEST_HALVES`).
     """
 
     name: str
     files: tuple[str, ...]
     headers: tuple[tuple[tuple[str, ...], ...], ...]
-    source: str
 
     @property
     def layout(self) -> str:
@@ -230,30 +230,21 @@ class Fer2013Copy:
     def label(self) -> str:
         return " + ".join(self.files)
 
+    @property
+    def usage_by_position(self) -> bool:
+        return not any("Usage" in header for accepted in self.headers for header in accepted)
+
 
 #: The FER2013 copies the reader accepts, in priority order (the first one present is read).
 COPIES: tuple[Fer2013Copy, ...] = (
+    Fer2013Copy("fer2013", (FER2013_FILE,), ((FER2013_COLUMNS,),)),
+    Fer2013Copy("icml_face_data", (ICML_FILE,), ((ICML_COLUMNS,),)),
     Fer2013Copy(
-        "fer2013",
-        (FER2013_FILE,),
-        ((FER2013_COLUMNS,),),
-        "the competition's fer2013.tar.gz (Kaggle data page of the 2013 challenge)",
-    ),
-    Fer2013Copy(
-        "icml_face_data",
-        (ICML_FILE,),
-        ((ICML_COLUMNS,),),
-        "the same Kaggle data page, unpacked (the file torchvision's FER2013 reads)",
-    ),
-    Fer2013Copy(
-        "kaggle-train-test",
-        (KAGGLE_TRAIN_FILE, KAGGLE_TEST_FILE),
-        ((KAGGLE_TRAIN_COLUMNS,), KAGGLE_TEST_HEADERS),
-        "the same Kaggle data page: the competition's train.csv and unlabelled test.csv",
+        "kaggle-train-test", (KAGGLE_TRAIN_FILE, KAGGLE_TEST_FILE), ((KAGGLE_TRAIN_COLUMNS,), KAGGLE_TEST_HEADERS)
     ),
 )
 COPIES_BY_NAME: dict[str, Fer2013Copy] = {copy.name: copy for copy in COPIES}
-#: ``test.csv`` of the Kaggle pair: its first half is PublicTest, its second half PrivateTest.
+#: Usage of the second file of a copy without a Usage column (Kaggle's ``test.csv``): first half, second half.
 KAGGLE_TEST_HALVES: tuple[str, str] = ("PublicTest", "PrivateTest")
 
 
@@ -261,19 +252,19 @@ def find_copy(root: AnyPath) -> Fer2013Copy:
     """The FER2013 copy in ``root`` (:data:`COPIES` order); :class:`FormatError` when there is none.
 
     When several copies are present the first is read, the others are ignored (never mixed),
-    and a warning says so.
+    and a warning says so. Half of a two-file copy is an error naming the missing file.
     """
     present = {name: (root / name).exists() for copy in COPIES for name in copy.files}
     complete = [copy for copy in COPIES if all(present[name] for name in copy.files)]
     if not complete:
-        pair = COPIES_BY_NAME["kaggle-train-test"]
-        half = [name for name in pair.files if present[name]]
-        if half:
-            missing = next(name for name in pair.files if not present[name])
-            raise FormatError(
-                f"{missing}: missing file (expected at {root / missing}); {half[0]} alone is half of the "
-                f"Kaggle copy {pair.label}"
-            )
+        for copy in COPIES:
+            if any(present[name] for name in copy.files):
+                have = next(name for name in copy.files if present[name])
+                missing = next(name for name in copy.files if not present[name])
+                raise FormatError(
+                    f"{missing}: missing file (expected at {root / missing}); {have} alone is half of the "
+                    f"Kaggle copy {copy.label}"
+                )
         others = ", or ".join(copy.label for copy in COPIES[1:])
         raise FormatError(
             f"{FER2013_FILE}: missing file (expected at {root / FER2013_FILE}); no other FER2013 copy either ({others})"
@@ -298,16 +289,17 @@ def _parse_copy(copy: Fer2013Copy, blobs: dict[str, bytes]) -> pl.DataFrame:
         part = _parse_pixels_file(blobs[name], name, accepted, first_row=first_row)
         parts.append(part)
         first_row += part.height
-    if copy.name != "kaggle-train-test":
-        return parts[0]
-    train, test = parts
-    position = pl.col("row_index") - train.height
-    public, private = KAGGLE_TEST_HALVES
-    train = train.with_columns(pl.lit("Training").alias("usage"))
-    test = test.with_columns(
-        pl.when(position * 2 < test.height).then(pl.lit(public)).otherwise(pl.lit(private)).alias("usage")
-    )
-    return pl.concat([train, test], how="vertical")
+    if copy.usage_by_position:  # the Training rows, then the two halves of the test rows
+        train, test = parts
+        position = pl.col("row_index") - train.height
+        public, private = KAGGLE_TEST_HALVES
+        parts = [
+            train.with_columns(pl.lit(SPLIT_TO_USAGE["train"]).alias("usage")),
+            test.with_columns(
+                pl.when(position * 2 < test.height).then(pl.lit(public)).otherwise(pl.lit(private)).alias("usage")
+            ),
+        ]
+    return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
 
 
 def check_alignment(copy: Fer2013Copy, pixels: pl.DataFrame, votes: pl.DataFrame) -> None:
@@ -330,7 +322,7 @@ def check_alignment(copy: Fer2013Copy, pixels: pl.DataFrame, votes: pl.DataFrame
     ).head(1)
     if pixels.height == votes.height and differ.is_empty():
         return
-    by_position = " (by position)" if copy.name == "kaggle-train-test" else ""
+    by_position = " (by position)" if copy.usage_by_position else ""
     if pixels.height == votes.height:
         counts = f"{pixels.height} data rows each"
     else:
