@@ -609,6 +609,19 @@ def test_tfds_build_of_the_kaggle_pair(tmp_path):
             else:  # test.csv as Kaggle ships it: no FER2013 label
                 assert example["fer2013_label"] == ferplus_dataset_builder.NO_LABEL == -1
     assert stored_ids == {i for i in range(len(rows)) if f"fer{i:07d}" not in expected}
+    # Read back (curate ingest --tfds-dir): -1 is null again, as the reader gives it, and the
+    # workspace labels those rows from their votes instead of refusing them.
+    from curate.tfds_tables import read_tfds
+    from curate.workspace import Workspace
+
+    back = read_tfds(tmp_path / "data", "ferplus").annotations.sort("id")
+    unlabelled = back.filter(pl.col("split") != "train")
+    assert unlabelled.height > 0 and unlabelled["raw_label"].null_count() == unlabelled.height
+    assert back.filter(pl.col("split") == "train")["raw_label"].null_count() == 0
+    summary = Workspace(tmp_path / "ws", timeout=0).ingest(
+        read_tfds(tmp_path / "data", "ferplus"), dataset="ferplus", source="tfds"
+    )
+    assert summary.rows == len(stored_ids) and not summary.rejects
     assert "test.csv" in ferplus_dataset_builder.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
     assert "icml_face_data.csv" in ferplus_dataset_builder.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
 
