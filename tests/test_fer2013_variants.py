@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -484,6 +485,27 @@ def test_missing_copy_or_half_a_pair(tmp_path):
         ferplus.read(tmp_path)
 
 
+def test_unlabelled_rows_reach_the_workspace_and_review(tmp_path):
+    """Null FER2013 labels are no refusal downstream: the workspace and review label them from the votes."""
+    from curate.review.sources import ReviewSource, read_manual_annotations
+    from curate.workspace import Workspace
+
+    rows = make_rows()
+    manual = write_copy(tmp_path / "manual", "kaggle-train-test", rows)
+    tables = ferplus.read(manual)
+    summary = Workspace(tmp_path / "ws", timeout=0).ingest(tables, dataset="ferplus", source="hand")
+    assert summary.rows == len(rows) and not summary.rejects
+    assert summary.layout == "kaggle-train-test+ferplus"
+    clean, refused, source = read_manual_annotations(ReviewSource("ferplus", "manual", str(manual)))
+    assert refused == 0 and clean.height == len(rows) and source.layout == "kaggle-train-test+ferplus"
+    winners = labels.ferplus_vote_targets(
+        np.array([[int(v) for v in r["votes"].split(",")] for r in rows]), "majority"
+    ).label
+    unlabelled = clean.filter(pl.col("raw_label").is_null())
+    assert unlabelled.height == 6
+    assert unlabelled["label"].to_list() == winners[6:].tolist()
+
+
 # --------------------------------------------------------------------------------------
 # The generator writes every copy (the same rows); the real vote file checks the halves
 # --------------------------------------------------------------------------------------
@@ -576,7 +598,6 @@ def test_rows_moved_within_a_split_are_beyond_any_check(tmp_path):
 def test_tfds_build_of_the_kaggle_pair(tmp_path):
     """rows_in == examples + rejects per split; unlabelled test.csv rows build with fer2013_label -1."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    import numpy as np
 
     import tfds_builders  # noqa: F401  (registers the builders)
     from tfds_builders import common
@@ -622,6 +643,11 @@ def test_tfds_build_of_the_kaggle_pair(tmp_path):
         read_tfds(tmp_path / "data", "ferplus"), dataset="ferplus", source="tfds"
     )
     assert summary.rows == len(stored_ids) and not summary.rejects
+    from curate.review.sources import ReviewSource, prepare_tfds  # review of the built dataset
+
+    table = prepare_tfds(ReviewSource("ferplus", "tfds", str(tmp_path / "data")), cache_dir=tmp_path / "cache")
+    assert table.frame.height == len(stored_ids) and table.frame["label"].null_count() == 0
+    assert table.frame.filter(pl.col("split") != "train")["raw_label"].null_count() == unlabelled.height
     assert "test.csv" in ferplus_dataset_builder.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
     assert "icml_face_data.csv" in ferplus_dataset_builder.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
 

@@ -110,14 +110,15 @@ def check_dataset(dataset: str) -> None:
 def read_manual_annotations(source: ReviewSource) -> tuple[Any, int, ReviewSource]:
     """Read a manual dir with the dataset's reader; returns ``(frame, refused rows, source with fingerprint)``."""
     from curate import formats
-    from curate.annotations import normalize_annotations
+    from curate.annotations import fill_labels_from_votes, normalize_annotations
 
     spec = registry.get(source.dataset)
     try:
         parsed = spec.read(source.path, **spec.images_option)
     except formats.FormatError as error:
         raise ReviewLoadError(str(error)) from None
-    clean, refused = normalize_annotations(parsed.annotations, source.dataset)
+    # Rows with votes but no label (FERPlus, Kaggle's unlabelled test.csv) take the vote winner, as in the workspace.
+    clean, refused = normalize_annotations(fill_labels_from_votes(parsed.annotations), source.dataset)
     digest = hashlib.sha256(json.dumps(sorted(parsed.files.items())).encode()).hexdigest()
     source = dataclasses.replace(source, layout=parsed.layout, fingerprint=f"{digest}:{LAYOUT_VERSION}")
     return clean, parsed.rejects.height + refused.height, source
@@ -368,6 +369,7 @@ def prepare_tfds(source: ReviewSource, *, cache_dir: str | os.PathLike[str], bat
     """
     import polars as pl
 
+    from curate.annotations import fill_labels_from_votes
     from curate.tfds_tables import tfds_batch_to_frame
 
     source, folder = resolve_tfds(source)
@@ -390,7 +392,7 @@ def prepare_tfds(source: ReviewSource, *, cache_dir: str | os.PathLike[str], bat
         )
         for batch in tfds.as_numpy(ds):
             images = batch.pop("image")
-            frame = tfds_batch_to_frame(source.dataset, split, batch, source=str(folder))
+            frame = fill_labels_from_votes(tfds_batch_to_frame(source.dataset, split, batch, source=str(folder)))
             ids = frame["id"].to_list()
             paths, widths, heights, channels = [], [], [], []
             for row_id, data in zip(ids, images, strict=True):
