@@ -368,6 +368,22 @@ def test_usage_mismatch_refused(tmp_path, copy):
     )
 
 
+def test_alignment_names_the_first_differing_row_of_a_large_pair():
+    """The first disagreement by row order, also when Polars joins on many threads."""
+    n = 400_000
+    usage = np.array(["Training"] * n, dtype=object)
+    votes_usage = usage.copy()
+    votes_usage[[123_456, 200_000, 399_999]] = "PublicTest"
+    index = np.arange(n)
+    pixels = pl.DataFrame(
+        {"row_index": index, "source_file": ["fer2013.csv"] * n, "source_row": index + 2, "usage": usage.tolist()}
+    )
+    votes = pl.DataFrame({"row_index": index, "source_row": index + 2, "usage": votes_usage.tolist()})
+    with pytest.raises(FormatError, match=r"data rows each; Usage first differs at data row 123456: fer2013.csv line "):
+        ferplus.check_alignment(ferplus.COPIES_BY_NAME["fer2013"], pixels, votes)
+    ferplus.check_alignment(ferplus.COPIES_BY_NAME["fer2013"], pixels, votes.with_columns(pixels["usage"]))
+
+
 @pytest.mark.parametrize("copy", COPY_NAMES)
 def test_shift_by_one_row_refused(tmp_path, copy):
     """The copy lost its first data row and gained one at the end: same count, every row shifted."""

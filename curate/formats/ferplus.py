@@ -316,6 +316,7 @@ def check_alignment(copy: Fer2013Copy, pixels: pl.DataFrame, votes: pl.DataFrame
         votes.select("row_index", pl.col("source_row").alias("votes_row"), pl.col("usage").alias("votes_usage")),
         on="row_index",
         how="inner",
+        maintain_order="left",  # head(1) below is the first differing row
     )
     differ = paired.filter(
         pl.col("usage").is_in(known) & pl.col("votes_usage").is_in(known) & (pl.col("usage") != pl.col("votes_usage"))
