@@ -200,10 +200,14 @@ def as_text(values: Any) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
 
 
-def _codes(name: str, values: Any, dtype: Any) -> Any:
+def _codes(name: str, values: Any, dtype: Any, *, no_label: int | None = None) -> Any:
+    """Integer codes as a Polars Series; ``no_label`` (a ClassLabel's -1) becomes null."""
     import polars as pl
 
-    return pl.Series(name, np.asarray(values, dtype=np.int64)).cast(dtype)
+    series = pl.Series(name, np.asarray(values, dtype=np.int64))
+    if no_label is not None:
+        series = series.set(series == no_label, None)
+    return series.cast(dtype)
 
 
 def _landmarks(batch: Mapping[str, Any], feature: str, n: int) -> dict[str, Any]:
@@ -238,13 +242,17 @@ def _affectnet_columns(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
 
 def _ferplus_columns(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
     """``fer2013_label`` (as ``raw_label``), ``label`` (builder 2.0.0: the FER+ majority label; the
-    workspace and the review app derive it again from ``votes``), ``votes`` (10 counts)."""
+    workspace and the review app derive it again from ``votes``), ``votes`` (10 counts).
+
+    ``fer2013_label`` -1 (no FER2013 label: Kaggle's unlabelled ``test.csv``) becomes null, as
+    the reader gives it.
+    """
     import polars as pl
 
     votes = np.asarray(batch["votes"], dtype=np.int16).reshape(n, 10)
     return {
-        "raw_label": _codes("raw_label", batch["fer2013_label"], pl.Int16),
-        "label": _codes("label", batch["label"], pl.Int8),
+        "raw_label": _codes("raw_label", batch["fer2013_label"], pl.Int16, no_label=-1),
+        "label": _codes("label", batch["label"], pl.Int8, no_label=-1),
         "votes": pl.Series("votes", votes).cast(pl.List(pl.Int16)),
     }
 
@@ -304,7 +312,7 @@ FERPLUS = register(
         default_monitor="balanced",
         votes=True,
         images_option={"with_pixels": True},
-        manual_dir_hint="<folder with fer2013.csv and fer2013new.csv>",
+        manual_dir_hint="<folder with fer2013new.csv and fer2013.csv, icml_face_data.csv or train.csv + test.csv>",
     )
 )
 RAFDB = register(

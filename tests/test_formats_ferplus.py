@@ -205,7 +205,7 @@ def test_every_reject_reason_with_line_numbers(tmp_path):
         fer_line(emotion="x"),  # 4 unparsable emotion
         fer_line(),  # 5 votes row malformed (in fer2013new.csv)
         fer_line(usage="Bogus"),  # 6 unknown usage
-        fer_line(usage="PublicTest"),  # 7 usage mismatch with fer2013new.csv
+        fer_line(),  # 7 usage mismatch: fer2013new.csv's Usage is not a known one
         fer_line(emotion="7"),  # 8 label out of range
         fer_line(pixels=" ".join(["1"] * 2303)),  # 9 pixel count
         fer_line(pixels=" ".join(["1"] * 2303 + ["256"])),  # 10 malformed pixels
@@ -215,6 +215,7 @@ def test_every_reject_reason_with_line_numbers(tmp_path):
     vote_lines = [vote_line() for _ in fer_lines]
     vote_lines[3] = vote_line(votes="10,0,0,0,0,0,0,0,-1,0")
     vote_lines[4] = vote_line(usage="Bogus")
+    vote_lines[5] = vote_line(usage="Validation")  # two known but different Usages: see test_fer2013_variants
     vote_lines[10] = vote_line(usage="PrivateTest", name="", votes="0,0,0,0,0,0,0,0,0,10")
     write_pair(tmp_path, fer_lines, vote_lines)
     tables = ferplus.read(tmp_path)

@@ -106,9 +106,17 @@ def synth_ferplus(
             help="A real fer2013new.csv: copied into --out, with an aligned fer2013.csv drawn from its vote winners.",
         ),
     ] = None,
+    copy: Annotated[
+        str,
+        typer.Option(
+            "--copy",
+            help="FER2013 copy to write: fer2013 (fer2013.csv), icml_face_data (icml_face_data.csv) or "
+            "kaggle-train-test (train.csv + unlabelled test.csv).",
+        ),
+    ] = "fer2013",
     workers: Workers = None,
 ) -> None:
-    """Fake FERPlus: fer2013.csv (48x48 pixels) aligned with fer2013new.csv (votes)."""
+    """Fake FERPlus: a FER2013 copy (48x48 pixels, fer2013.csv by default) aligned with fer2013new.csv (votes)."""
     from curate.synth.ferplus import generate_ferplus
 
     try:
@@ -119,6 +127,7 @@ def synth_ferplus(
             label_noise=label_noise,
             annotations_only=annotations_only,
             votes_from=votes_from,
+            copy=copy,
             workers=workers,
         )
     except (ValueError, OSError) as error:

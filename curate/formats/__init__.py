@@ -5,8 +5,9 @@ Scope
 * :mod:`curate.formats.affectnet` -- AffectNet original (CSV lists + images) layout, and the
   cropped "AffectNet-8" (``.npy`` annotations) layout through
   :mod:`curate.formats.affectnet_cropped` (rules both share: :mod:`curate.formats.affectnet_rules`).
-* :mod:`curate.formats.ferplus` -- ``fer2013.csv`` (pixels, FER2013 label) aligned row by row
-  with ``fer2013new.csv`` (FER+ votes).
+* :mod:`curate.formats.ferplus` -- a FER2013 copy (pixels, FER2013 label: ``fer2013.csv``,
+  Kaggle's ``icml_face_data.csv`` or ``train.csv`` + ``test.csv``) aligned row by row with
+  ``fer2013new.csv`` (FER+ votes).
 * :mod:`curate.formats.rafdb` -- RAF-DB basic label list and per-image annotation files, and
   the other copies people hold (without originals or annotations; folder-per-label, in
   :mod:`curate.formats.rafdb_copies`).

@@ -1,4 +1,4 @@
-"""Fake FERPlus manual dirs: ``fer2013.csv`` (48x48 grey pixels) aligned with ``fer2013new.csv``.
+"""Fake FERPlus manual dirs: a FER2013 copy (48x48 grey pixels) aligned with ``fer2013new.csv``.
 
 Scope
 -----
@@ -18,6 +18,11 @@ Synthetic votes (default)
     generated for every row (``scale`` does not apply): the image shows the row's vote
     winner (FER+ majority; where the majority rule says unknown, the plain argmax), NF
     winners are non-face images, and ``emotion`` is the winner's FER2013 code.
+
+``copy`` picks the FER2013 copy written beside ``fer2013new.csv``
+(:data:`curate.formats.ferplus.COPIES`): ``fer2013.csv`` (default), Kaggle's
+``icml_face_data.csv``, or Kaggle's ``train.csv`` + unlabelled ``test.csv`` -- the same rows
+in the same order, so the reader gives the same annotations from each.
 
 ``label_noise`` flips the FER2013 ``emotion`` of exactly ``round(rate * rows)`` rows along
 :data:`curate.synth.common.CONFUSIONS` (the votes and image keep the true class); the
@@ -74,9 +79,10 @@ def generate_ferplus(
     label_noise: float = 0.0,
     annotations_only: bool = False,
     votes_from: str | Path | None = None,
+    copy: str = "fer2013",
     workers: int | None = None,
 ) -> common.SynthReport:
-    """Write a fake FERPlus manual dir (``fer2013.csv`` + ``fer2013new.csv``) at ``out``.
+    """Write a fake FERPlus manual dir (a FER2013 copy + ``fer2013new.csv``) at ``out``.
 
     Parameters
     ----------
@@ -93,10 +99,19 @@ def generate_ferplus(
         Fill ``pixels`` from a small pool of drawn faces instead of one drawing per row.
     votes_from : path, optional
         A real ``fer2013new.csv`` to copy and align with.
+    copy : str
+        Which FER2013 copy to write (:data:`curate.formats.ferplus.COPIES`): ``fer2013``
+        (``fer2013.csv``, default), ``icml_face_data`` (``icml_face_data.csv``) or
+        ``kaggle-train-test`` (``train.csv`` + an unlabelled ``test.csv``; not with
+        ``label_noise``, whose flips the unlabelled rows could not show).
     workers : int, optional
         Processes drawing images (default ``os.cpu_count()``).
     """
     started = time.perf_counter()
+    if copy not in fmt.COPIES_BY_NAME:
+        raise ValueError(f"unknown FER2013 copy {copy!r}; expected one of {', '.join(fmt.COPIES_BY_NAME)}")
+    if copy == "kaggle-train-test" and label_noise > 0:
+        raise ValueError("label_noise needs FER2013 labels in every row; the Kaggle test.csv has none")
     if votes_from is not None:
         if scale is not None and scale != 1.0:
             raise ValueError("scale does not apply with votes_from: every row of the vote file is generated")
@@ -109,8 +124,9 @@ def generate_ferplus(
     common.check_out(out)
     with common.output_folder(out) as folder:
         return _write_ferplus(
-            folder, scale, seed, label_noise, annotations_only, votes_from, common.default_workers(workers), started
-        )
+            folder, scale, seed, label_noise, annotations_only, votes_from, common.default_workers(workers), started,
+            copy=copy,
+        )  # fmt: skip
 
 
 def _write_ferplus(
@@ -122,6 +138,8 @@ def _write_ferplus(
     votes_from: str | Path | None,
     workers: int,
     started: float,
+    *,
+    copy: str,
 ) -> common.SynthReport:
     table_rng = np.random.default_rng([seed, _STREAM_TABLE])
     if votes_from is not None:
@@ -151,11 +169,12 @@ def _write_ferplus(
         results = common.run_chunks(_draw_chunk, tasks, workers)
         pixels = np.concatenate(results) if results else np.zeros((0, fmt.NUM_PIXELS), dtype=np.uint8)
         images_written = n
-    fmt.write_fer2013(out / fmt.FER2013_FILE, emotion, pixels, table["usage"])
+    written = fmt.write_fer2013_copy(out, copy, emotion, pixels, table["usage"])
+    unlabelled = int((splits != "train").sum()) if copy == "kaggle-train-test" else 0
     split_names = [s for s in ("train", "validation", "test") if (splits == s).any()]
     content: dict[str, Any] = {
         "dataset": DATASET,
-        "layout": "fer2013+ferplus",
+        "layout": fmt.COPIES_BY_NAME[copy].layout,
         "mode": "votes_from" if votes_from is not None else "synthetic",
         "votes_from": str(votes_from) if votes_from is not None else None,
         "seed": seed,
@@ -163,7 +182,7 @@ def _write_ferplus(
         "label_noise": label_noise,
         "annotations_only": annotations_only,
         "generator_version": common.GENERATOR_VERSION,
-        "files": [fmt.FER2013_FILE, fmt.FERPLUS_FILE],
+        "files": [path.name for path in written] + [fmt.FERPLUS_FILE],
         "split_counts": {s: int((splits == s).sum()) for s in split_names},
         "class_counts": common.class_counts({s: given_canonical[splits == s] for s in split_names}),
         "true_class_counts": common.class_counts({s: table["true"][splits == s] for s in split_names}),
@@ -173,6 +192,16 @@ def _write_ferplus(
                 "count": int(sum(1 for name in table["image_names"] if not name)),
                 "effect": "rejected by the FER+ annotators; votes say NF",
             },
+            **(
+                {
+                    "no_fer2013_label": {
+                        "count": unlabelled,
+                        "effect": "Kaggle test.csv rows: FER2013 label null (class_counts give the label not written)",
+                    }
+                }
+                if unlabelled
+                else {}
+            ),
         },
         "expected_reader_rejects": {},
         "flipped": len(flipped),
