@@ -362,3 +362,20 @@ def test_load_rafdb_shows_the_original_image(fo: Any, synth_rafdb: Path, tmp_pat
     )
     assert len(sample.landmarks.keypoints[0].points) == 5
     assert set(ds.distinct("split")) == {"train", "test"} and "no-va" not in summary.views
+
+
+def test_rafdb_copy_without_originals_shows_the_aligned_face_without_geometry(synth_rafdb: Path, tmp_path: Path) -> None:
+    """RAF-DB without ``Image/original/`` (layout basic-aligned-only): every row shows its aligned
+    face (none is "missing"), and no box or landmarks are drawn on it -- they are in the pixels of
+    the photograph the copy lacks."""
+    import shutil
+
+    manual = tmp_path / "rafdb"
+    shutil.copytree(synth_rafdb, manual, ignore=shutil.ignore_patterns("original"))
+    table = prepare_manual(source_for("rafdb", manual_dir=manual), cache_dir=tmp_path / "cache")
+    frame = table.frame
+    assert table.source.layout == "basic-aligned-only"
+    assert table.missing_images == 0 and frame.height > 0
+    assert set(frame["image_width"].unique().to_list()) == {100}  # the aligned 100x100 faces
+    assert frame["box_rel"].null_count() == frame.height
+    assert frame["landmarks_rel"].null_count() == frame.height

@@ -160,7 +160,13 @@ def prepare_manual(
             pl.when(pl.col("filepath").is_null()).then(None).otherwise(pl.col("image_width")).alias("image_width")
         )
     else:
-        paths = [None if p is None else str(root / p) for p in geometry_images(source.dataset, annotations)]
+        if not geometry_image_held(source):  # e.g. RAF-DB without Image/original/: show the face, draw no geometry
+            annotations = annotations.with_columns(
+                *(pl.lit(None, dtype=annotations.schema[c]).alias(c) for c in GEOMETRY_COLUMNS if c in annotations.columns)
+            )
+            paths = [None if p is None else str(root / p) for p in annotations["source_path"].to_list()]
+        else:
+            paths = [None if p is None else str(root / p) for p in geometry_images(source.dataset, annotations)]
         sizes = image_sizes(paths, workers=workers)
         folder = Path(cache_dir) / f"{source.dataset}-browser-{hashlib.sha256(source.path.encode()).hexdigest()[:8]}"
         paths, written = browser_copies(annotations["id"].to_list(), paths, folder, workers=workers)
@@ -173,6 +179,19 @@ def prepare_manual(
     frame = with_relative_geometry(frame)
     missing = frame.filter(pl.col("image_width").is_null()).height
     return ReviewTable(frame=frame, source=source, refused=refused, missing_images=missing, images_written=written)
+
+
+#: Columns in the pixels of the image :func:`geometry_images` names.
+GEOMETRY_COLUMNS = ("face_x", "face_y", "face_width", "face_height", "landmarks")
+
+
+def geometry_image_held(source: ReviewSource) -> bool:
+    """Whether the copy read holds the image its geometry refers to: False for a copy whose
+    reader says it lacks it (``LAYOUTS[layout].has_original`` False: RAF-DB's
+    ``basic-aligned-only``, ``basic-labels-only`` and ``folder-per-label``)."""
+    copies = getattr(registry.get(source.dataset).reader_module(), "LAYOUTS", {})
+    copy = copies.get(source.layout) if source.layout else None
+    return copy is None or getattr(copy, "has_original", True)
 
 
 def geometry_images(dataset: str, annotations: Any) -> list[str | None]:
