@@ -161,9 +161,10 @@ def _dead_pid() -> int:
 
 def test_a_rebuild_removes_the_folders_of_killed_builds(synth_ferplus, tmp_path, caplog):
     version_parent = tmp_path / "data" / "ferplus"
-    dead = version_parent / "incomplete.DEAD01_1.0.0"
-    empty = version_parent / "incomplete.EMPTY1_1.0.0"
-    unknown = version_parent / "incomplete.OTHER1_1.0.0"
+    version = str(tfds.builder("ferplus", data_dir=str(tmp_path / "data")).info.version)
+    dead = version_parent / f"incomplete.DEAD01_{version}"
+    empty = version_parent / f"incomplete.EMPTY1_{version}"
+    unknown = version_parent / f"incomplete.OTHER1_{version}"
     for folder in (dead, empty, unknown):
         folder.mkdir(parents=True)
     (dead / "ferplus-train.tfrecord-00000-of-00001").write_bytes(b"partial")
@@ -172,8 +173,8 @@ def test_a_rebuild_removes_the_folders_of_killed_builds(synth_ferplus, tmp_path,
     )
     (unknown / "ferplus-train.tfrecord-00000-of-00001").write_bytes(b"someone else's")
     caplog.set_level(logging.INFO, logger=build_errors.__name__)
-    builder = build("ferplus", synth_ferplus, tmp_path / "data")
+    build("ferplus", synth_ferplus, tmp_path / "data")
     assert not dead.exists() and not empty.exists() and unknown.exists()
-    assert any("incomplete.OTHER1_1.0.0" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert any(unknown.name in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     leftovers = sorted(p.name for p in version_parent.iterdir())
-    assert leftovers == [builder.info.version.__str__(), "incomplete.OTHER1_1.0.0"]
+    assert leftovers == [version, unknown.name]

@@ -137,6 +137,8 @@ def manual_dir_message(dataset: str, error: Exception, manual_dir: epath.PathLik
     reason = str(error)
     for prefix in (f"{manual_dir}: ", f"{epath.Path(manual_dir)}: "):  # the reader may name the folder too
         reason = reason.removeprefix(prefix)
+    if " found: " in reason:  # the reader listed what it found already
+        return f"{dataset}: cannot read the manual dir {manual_dir}: {reason}"
     return f"{dataset}: cannot read the manual dir {manual_dir}: {reason}; found: {listing(manual_dir)}"
 
 
