@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from curate import datasets as registry
-from curate import labels
+from curate import labels, processes
 from curate.annotations import FER2013_LABEL_COLUMN, SPLITS, normalize_annotations, with_vote_labels
 from curate.readtime import resolve_vote_mode
 from curate.workspace_schema import (  # noqa: F401  (re-exported: the workspace's names)
@@ -100,16 +100,6 @@ def writing_name(path: Path) -> Path:
     name that says it is unfinished and whose writer it was, which the next write transaction
     deletes when that process is gone (:meth:`Workspace._sweep_dead_writers_files`)."""
     return path.with_name(f"{path.name}.writing-{os.getpid()}@{socket.gethostname()}{_WRITING_SUFFIX}")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def resolve_workspace_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -362,10 +352,9 @@ class Workspace:
         folder = self.root / ARRAYS_DIR
         if not folder.is_dir():
             return
-        host = socket.gethostname()
         for path in folder.glob("*" + _WRITING_SUFFIX):
             writer = _WRITING_RE.search(path.name)
-            if writer is None or writer["host"] != host or _process_alive(int(writer["pid"])):
+            if writer is None or not processes.gone(writer["host"], int(writer["pid"])):
                 continue
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from test_formats_ferplus import REAL, needs_real  # noqa: E402  (the real vote file, one lookup)
 
 from curate import labels
 from curate.formats import ferplus
@@ -32,21 +32,6 @@ COPY_NAMES = ("fer2013", "icml_face_data", "kaggle-train-test", "kaggle-train-te
 REPO = Path(__file__).resolve().parents[1]
 
 
-def real_vote_file() -> Path | None:
-    for candidate in (
-        os.environ.get("FERPLUS_LABELS_CSV"),
-        REPO.parent / "shared" / "data" / "ferplus" / "fer2013new.csv",
-    ):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
-REAL = real_vote_file()
-needs_real = pytest.mark.skipif(
-    REAL is None,
-    reason="real fer2013new.csv not found: set FERPLUS_LABELS_CSV or place it at ../shared/data/ferplus/",
-)
 #: Annotation columns a copy must reproduce exactly (source_file / source_row name its own files).
 SAME_COLUMNS = ["id", "dataset", "split", "raw_label", "label", "votes", "image_name", "pixels"]
 

@@ -27,6 +27,8 @@ from typing import Any
 
 from etils import epath
 
+from curate import processes
+
 log = logging.getLogger(__name__)
 
 #: Warn (not fail) when more than this share of a split's rows is rejected.
@@ -190,16 +192,6 @@ def claim(temporary_dir: epath.PathLike) -> None:
     (epath.Path(temporary_dir) / OWNER_FILE).write_text(json.dumps(owner))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def sweep_incomplete_dirs(temporary_dir: epath.PathLike) -> list[str]:
     """Remove the ``incomplete.*_<version>`` siblings of this build's temporary folder that a
     dead build left: those whose owner marker names a process of this host that is gone, and
@@ -211,7 +203,6 @@ def sweep_incomplete_dirs(temporary_dir: epath.PathLike) -> list[str]:
     if version is None or not current.parent.is_dir():
         return []
     removed, kept = [], []
-    host = socket.gethostname()
     for sibling in current.parent.iterdir():
         if (
             sibling.name == name
@@ -226,7 +217,7 @@ def sweep_incomplete_dirs(temporary_dir: epath.PathLike) -> list[str]:
         if marker.exists():
             try:
                 owner = json.loads(marker.read_text())
-                dead = owner.get("host") == host and not _alive(int(owner.get("pid", -1)))
+                dead = processes.gone(owner.get("host"), int(owner.get("pid", -1)))
             except (ValueError, OSError):
                 dead = False
         elif not any(sibling.iterdir()):
