@@ -23,11 +23,15 @@ Labels are those of ``curate.readtime`` (``policy_targets_numpy``: ``LabelPolicy
 
 Assumptions
 -----------
-* Neither this module nor what it calls imports TensorFlow: TFDS parses the stored
-  ``tf.train.Example`` protos with its own protobuf classes, images are skipped by TFDS
-  (``SkipDecoding``) and decoded here with Pillow, so the decoder does not depend on
-  whether OpenCV is installed. ``tests/test_data_source.py`` checks in a fresh interpreter
-  that ``tensorflow`` is never imported.
+* Neither this module nor what it calls imports TensorFlow: TFDS serves each record's
+  stored bytes (``DeserializeMethod.RAW_BYTES``), parsed here with TFDS's own copy of the
+  ``tf.train.Example`` message -- only the features asked for, so the pre-pass parses the
+  label alone -- and images are decoded with Pillow (not by TFDS, which would pick OpenCV
+  when installed). ``tests/test_data_source.py`` checks in a fresh interpreter that
+  ``tensorflow`` is never imported.
+* JPEG pixels equal TensorFlow's ``decode_jpeg(dct_method="INTEGER_ACCURATE")``; the
+  default ``tf.io.decode_image`` (``tfds.load``, the trainer) uses the fast IDCT and
+  differs by a few levels. PNG pixels are the same everywhere.
 * A TFRecord build (the default of ``tfds build``) has no random access:
   :class:`DataSourceError` gives the command that builds ArrayRecord instead.
 * The policy's pre-pass reads every record of the split once (images undecoded) when the
@@ -36,6 +40,7 @@ Assumptions
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Iterable, Sequence
@@ -127,13 +132,13 @@ def open_build(dataset: str, *, data_dir: str | os.PathLike[str] | None = None, 
 
 
 def _raw_source(builder: Any, split: str) -> Any:
-    """The TFDS ArrayRecord source of ``split``, images left encoded (TFDS would decode with OpenCV or Pillow)."""
+    """The TFDS ArrayRecord source of ``split``, serving each record's stored bytes (parsed by :class:`_Decoder`)."""
     import tensorflow_datasets as tfds
 
     if split not in builder.info.splits:
         raise DataSourceError(f"{builder.data_dir}: no split {split!r}; splits: {', '.join(builder.info.splits)}")
-    decoders = {"image": tfds.decode.SkipDecoding()} if "image" in builder.info.features else None
-    return builder.as_data_source(split=split, decoders=decoders, file_format=ARRAY_RECORD)
+    raw = tfds.decode.DeserializeMethod.RAW_BYTES
+    return builder.as_data_source(split=split, deserialize_method=raw, file_format=ARRAY_RECORD)
 
 
 # --------------------------------------------------------------------------------------
@@ -151,29 +156,63 @@ def decode_image(data: bytes, channels: int) -> np.ndarray:
     return array.reshape(*array.shape[:2], channels)
 
 
-def _as_numpy(value: Any, dtype: Any) -> Any:
-    """A decoded TFDS value as NumPy (scalars as 0-d arrays of the feature's dtype); text as str."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return np.asarray(value, dtype=dtype)
+@functools.cache
+def _example_class() -> Any:
+    """TFDS's copy of the ``tf.train.Example`` message (TFDS parses with it too; not TensorFlow's)."""
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    return tf_example_pb2.Example
 
 
 class _Decoder:
-    """Turns a record read with images undecoded into NumPy features."""
+    """Parses stored ``tf.train.Example`` bytes into NumPy features, only those asked for.
+
+    TFDS's own NumPy path (``deserialize_example_np``) decodes every feature of a record;
+    parsing only the label in the policy pre-pass is an order of magnitude faster. Each
+    top-level feature of the project's builders is an image (bytes), a text (str) or a
+    fixed-shape number array, stored as one bytes / int64 / float list.
+    """
 
     def __init__(self, builder: Any) -> None:
-        features = builder.info.features
-        self.dtypes = {name: getattr(features[name], "np_dtype", None) for name in features}
-        self.channels = features["image"].shape[-1] if "image" in features else 0
+        import tensorflow_datasets as tfds
 
-    def __call__(self, record: dict[str, Any], names: Iterable[str], *, decode_images: bool = True) -> dict[str, Any]:
-        out = {}
-        for name in names:
-            value = record[name]
-            if name == "image":
-                out[name] = decode_image(value, self.channels) if decode_images else bytes(value)
+        features = builder.info.features
+        self.kinds: dict[str, str] = {}
+        self.dtypes: dict[str, Any] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for name in features:
+            feature = features[name]
+            if isinstance(feature, tfds.features.Image):
+                self.kinds[name], self.channels = "image", feature.shape[-1]
+            elif isinstance(feature, tfds.features.Text):
+                self.kinds[name] = "text"
+            elif isinstance(feature, tfds.features.Tensor) and None not in feature.shape:
+                self.kinds[name], self.dtypes[name], self.shapes[name] = "array", feature.np_dtype, feature.shape
             else:
-                out[name] = _as_numpy(value, self.dtypes[name])
+                raise DataSourceError(
+                    f"{builder.data_dir}: feature {name!r} is a {type(feature).__name__}, not an image, text or "
+                    "fixed-shape tensor; read this build with tfds.data_source instead"
+                )
+
+    def values(self, record: bytes, names: Iterable[str]) -> dict[str, Any]:
+        """The stored values of ``names`` (image bytes undecoded)."""
+        stored = _example_class().FromString(record).features.feature
+        out: dict[str, Any] = {}
+        for name in names:
+            kind = stored[name].WhichOneof("kind")
+            values = getattr(stored[name], kind).value if kind else []
+            if self.kinds[name] == "image":
+                out[name] = bytes(values[0])
+            elif self.kinds[name] == "text":
+                out[name] = values[0].decode("utf-8")
+            else:
+                out[name] = np.asarray(values, dtype=self.dtypes[name]).reshape(self.shapes[name])
+        return out
+
+    def __call__(self, record: bytes, names: Iterable[str], *, decode_images: bool = True) -> dict[str, Any]:
+        out = self.values(record, names)
+        if decode_images and "image" in out:
+            out["image"] = decode_image(out["image"], self.channels)
         return out
 
 
@@ -192,7 +231,7 @@ def stored_examples(
     decoder = _Decoder(builder)
     keys = list(range(len(source))) if indices is None else [int(i) for i in indices]
     records = source.__getitems__(keys) if keys else []
-    return [decoder(record, record.keys(), decode_images=decode_images) for record in records]
+    return [decoder(record, decoder.kinds, decode_images=decode_images) for record in records]
 
 
 # --------------------------------------------------------------------------------------
@@ -282,11 +321,12 @@ class PolicySource(Sequence):
         for start in range(0, len(self._source), _PREPASS_BATCH):
             keys = list(range(start, min(start + _PREPASS_BATCH, len(self._source))))
             for record in self._source.__getitems__(keys):
-                for name in wanted:
-                    columns[name].append(record[name])
-        arrays = {name: np.asarray(values, dtype=self._decoder.dtypes[name]) for name, values in columns.items()}
-        if not len(self._source):
-            arrays[spec.label_feature] = arrays[spec.label_feature].reshape(0, *((10,) if spec.votes else ()))
+                for name, value in self._decoder.values(record, wanted).items():
+                    columns[name].append(value)
+        arrays = {
+            name: np.asarray(values, dtype=self._decoder.dtypes[name]).reshape(-1, *self._decoder.shapes[name])
+            for name, values in columns.items()
+        }
         targets = _readtime.policy_targets_numpy(
             arrays, self.dataset, self.policy, vote_mode=self.vote_mode, with_va=self.with_va
         )
@@ -299,6 +339,8 @@ class PolicySource(Sequence):
         return len(self._targets["position"])
 
     def _index(self, index: SupportsIndex) -> int:
+        if not hasattr(index, "__index__"):
+            raise TypeError(f"PolicySource takes integer indices (or a list of them in __getitems__), not {index!r}")
         i = index.__index__()
         n = len(self)
         if not -n <= i < n:

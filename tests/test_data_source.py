@@ -265,6 +265,8 @@ def test_missing_build_unknown_feature_split_and_index(builds, tmp_path):
     source = data_source.PolicySource("rafdb", "train", data_dir=made["array_record_dir"])
     with pytest.raises(IndexError, match=f"index {len(source)} out of range"):
         source[len(source)]
+    with pytest.raises(TypeError, match="integer indices"):
+        source[0:2]
 
 
 def test_tfds_cli_array_record_build_opens(synth_ferplus, tmp_path):
