@@ -210,6 +210,25 @@ def test_encoded_images_extra_features_and_pickling(builds):
     assert copy[-1]["image"] == source[-1]["image"]
 
 
+def _ids_at(source: data_source.PolicySource, indices: list[int]) -> list[str]:
+    return [example["id"] for example in source.__getitems__(indices)]
+
+
+def test_worker_processes_read_the_same_examples(builds):
+    """As DataLoader / Grain workers do: the source goes to fresh (spawned) processes and reads there."""
+    import concurrent.futures
+    import multiprocessing
+
+    made = builds("rafdb")
+    source = data_source.PolicySource("rafdb", "train", "drop-7-plus", data_dir=made["array_record_dir"])
+    order = shuffled(len(source), seed=5)
+    halves = [order[: len(order) // 2], order[len(order) // 2 :]]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        got = list(pool.map(_ids_at, [source, source], halves))
+    assert got[0] + got[1] == [source[i]["id"] for i in order]
+
+
 def test_reading_never_imports_tensorflow(builds):
     """A fresh interpreter opens, indexes and batch-reads a source: ``tensorflow`` never enters sys.modules."""
     made = builds("ferplus")
