@@ -163,11 +163,12 @@ def policy_targets_numpy(
     policy: str | _labels.LabelPolicy,
     *,
     vote_mode: str | _labels.VoteMode | None = None,
+    with_va: bool = False,
 ) -> dict[str, np.ndarray]:
-    """NumPy twin of :func:`policy_targets` (no V/A): ``keep``, ``canonical``, ``label``.
+    """NumPy twin of :func:`policy_targets`: ``keep``, ``canonical``, ``label`` (and the V/A keys).
 
-    For pre-passes over ids and labels without TensorFlow graphs; gives the same numbers
-    (``curate.labels`` implements the vote rules once for both).
+    For pre-passes over ids and labels and for ``curate.data_source`` (no TensorFlow at
+    all); gives the same numbers (``curate.labels`` implements the vote rules once for both).
     """
     policy = _labels.get_policy(policy)
     mode = resolve_vote_mode(dataset_name, vote_mode)
@@ -191,7 +192,24 @@ def policy_targets_numpy(
         label = soft / np.where(total > 0, total, 1.0)
     else:
         label = np.maximum(class_index, 0)
-    return {"canonical": canonical, "keep": keep, "label": label}
+    out = {"canonical": canonical, "keep": keep, "label": label}
+    if with_va:
+        out.update(_va_numpy(examples, len(canonical)))
+    return out
+
+
+def _va_numpy(examples: dict[str, Any], n: int) -> dict[str, np.ndarray]:
+    """NumPy twin of :func:`_va`."""
+    if "valence" not in examples or "arousal" not in examples:
+        zeros = np.zeros(n, np.float32)
+        return {"valence": zeros, "arousal": zeros.copy(), "va_mask": zeros.copy()}
+    valence = np.asarray(examples["valence"], dtype=np.float32)
+    arousal = np.asarray(examples["arousal"], dtype=np.float32)
+    if "va_annotated" in examples:
+        mask = np.asarray(examples["va_annotated"]).astype(np.float32)
+    else:  # the raw -2 sentinel marks "not annotated"
+        mask = ((valence > _labels.VA_SENTINEL + 0.5) & (arousal > _labels.VA_SENTINEL + 0.5)).astype(np.float32)
+    return {"valence": valence * mask, "arousal": arousal * mask, "va_mask": mask}
 
 
 def _vote_targets(votes: Any, mode: _labels.VoteMode) -> tuple[Any, Any, Any]:

@@ -167,3 +167,15 @@ def test_importing_readtime_does_not_import_tensorflow() -> None:
     code = "import sys, curate.readtime; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_numpy_va_matches_tensorflow() -> None:
+    """``policy_targets_numpy(with_va=True)`` (curate.data_source) gives the TF path's V/A and mask."""
+    batch = next(affectnet_ds().batch(11).as_numpy_iterator())
+    np_out = readtime.policy_targets_numpy(batch, "affectnet", "drop-8-plus", with_va=True)
+    tf_out = readtime.policy_targets(batch, "affectnet", "drop-8-plus", with_va=True)
+    for key in ("keep", "label", "valence", "arousal", "va_mask"):
+        np.testing.assert_allclose(np_out[key], tf_out[key].numpy(), err_msg=key)
+    assert np_out["va_mask"].tolist() == [1.0] * 9 + [0.0] * 2
+    no_va = readtime.policy_targets_numpy({"label": np.arange(7)}, "rafdb", "keep-all", with_va=True)
+    assert no_va["va_mask"].tolist() == [0.0] * 7 and no_va["valence"].dtype == np.float32
