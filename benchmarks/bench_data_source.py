@@ -144,8 +144,8 @@ def markdown(args: argparse.Namespace, result: dict[str, object]) -> str:
         f"to uint8 and applies the policy; best of {args.repeat}, interleaved, after one warm-up read; the `tf.data` "
         "pipeline is built (and its maps traced) once, outside the timings. `tf.data` decodes with TensorFlow in "
         "parallel maps; `PolicySource` decodes with Pillow in one Python thread (a DataLoader or Grain spreads it "
-        f"over worker processes). {os.cpu_count()} logical cores, shared and busy while this ran: the figures are "
-        "indicative; the ratios compare paths measured in the same run.",
+        f"over worker processes). {os.cpu_count()} logical cores, 1-minute load average {os.getloadavg()[0]:.1f} "
+        "when it ended: the figures are indicative; the ratios compare paths measured in the same run.",
         "",
         "| path | seconds | examples/s | ratio to tf.data |",
         "|---|---:|---:|---:|",
