@@ -278,9 +278,7 @@ def pairs_from_hashes(
     n = max(frame.height, 1)
     near_mask = ~np.isin(ni * n + nj, ex_i_arr * n + ex_j_arr)
     thumbs = _thumbs(frame)
-    if thumbs is not None:
-        thumbs = normalise_thumbs(thumbs, normalise)
-    diff_near = np.abs(thumbs[ni] - thumbs[nj]).mean(axis=1) if thumbs is not None else None
+    diff_near = _thumb_diff(thumbs, ni, nj, normalise) if thumbs is not None else None
     if diff_near is not None and max_pixel_diff is not None:
         near_mask &= diff_near <= max_pixel_diff
     i = np.concatenate([ex_i_arr, ni[near_mask]])
@@ -288,7 +286,7 @@ def pairs_from_hashes(
     kind = ["exact"] * len(ex_i_arr) + ["near"] * int(near_mask.sum())
     dist = np.concatenate([ex_d, nd[near_mask].astype(np.int16)])
     if thumbs is not None:
-        diff_exact = np.abs(thumbs[ex_i_arr] - thumbs[ex_j_arr]).mean(axis=1)
+        diff_exact = _thumb_diff(thumbs, ex_i_arr, ex_j_arr, normalise)
         pixel_diff = np.concatenate([diff_exact, diff_near[near_mask]]).astype(np.float32)
     else:
         pixel_diff = np.full(len(i), np.nan, dtype=np.float32)
@@ -312,6 +310,13 @@ def _thumbs(frame: pl.DataFrame) -> np.ndarray | None:
     if frame.height == 0:
         return np.zeros((0, size), dtype=np.uint8)
     return np.frombuffer(b"".join(frame["thumb"].to_list()), dtype=np.uint8).reshape(frame.height, size)
+
+
+def _thumb_diff(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, normalise: str) -> np.ndarray:
+    """Mean absolute difference of the normalised thumbnails of pairs ``(i, j)``; only their rows are normalised."""
+    rows = np.unique(np.concatenate([i, j]))
+    normalised = normalise_thumbs(thumbs[rows], normalise)
+    return np.abs(normalised[np.searchsorted(rows, i)] - normalised[np.searchsorted(rows, j)]).mean(axis=1)
 
 
 def normalise_thumbs(thumbs: np.ndarray, normalise: str = DEFAULT_NORMALISE) -> np.ndarray:
