@@ -19,17 +19,22 @@ most ``max_distance``, with the distance, by one of :data:`METHODS`:
 
 Decision
 --------
-Measured at the audit's radius (36 of 256 bits, ``benchmarks/bench_audit.py``; random hashes
-with planted pairs, 2 cores): faiss' multi-index hashing is exact but at this radius (14 %
-of the bits) it probes ``16 x 137`` buckets of a ``std::unordered_map`` per query and is
-slower than the NumPy blocks (50k: about 60 s against 7-9 s); exact all pairs grows as n²
-(500k: over 10 minutes). ``IndexBinaryIVF`` (:data:`IVF_NLIST` lists, :data:`IVF_NPROBE`
-probed) finds >= 99 % of the exact pairs, pairs right at the threshold included, in a
-fraction of the time, hence ``auto`` = ``ivf`` for large n. ``IndexBinaryHNSW`` reached
-similar recall in kNN mode but its build alone took longer than the whole IVF search, and a
-kNN search needs a ``k`` large enough for every copy of an image. The near candidates are
-verified on thumbnails afterwards (:func:`curate.audit.pairs_from_hashes`), so an index that
-returns extra candidates costs time, not precision.
+Measured by ``benchmarks/bench_audit.py`` (random 256-bit hashes with planted pairs at 0-36
+bits, a fifth exactly at 36; 2 cores shared with other jobs, so the times are indicative and
+the ratios, taken in the same run, are what to read): at 20k hashes faiss'
+``IndexBinaryMultiHash`` (16 substrings of 16 bits, 2 flips: exact) took 3.2x the time of
+the NumPy blocks -- at a radius of 14 % of the bits it probes 16 x 137 buckets of a
+``std::unordered_map`` per query. ``IndexBinaryIVF`` found every pair at 50k in 0.07x the
+exact time, and at 500k 99.2 % of the planted pairs (97.4 % of those exactly at 36 bits) in
+0.024x the exact search's extrapolated time (2.4x exact at 50k; 119 s here, about 20 s on two
+idle cores by that ratio). Hence ``auto`` = ``ivf`` above :data:`AUTO_EXACT_MAX`. An early run
+of ``IndexBinaryHNSW`` (kNN, M 32, ef 64, 50k hashes) reached 99.95 % at 36 bits, but its
+build alone took longer than IVF's build and search together, it grows as n log n, and a kNN
+search needs a ``k`` larger than the largest group of copies. IVF list centres are hashes
+drawn at random rather than k-means centroids: faiss trains binary k-means on float copies
+of the hashes, which at 4,096 lists costs more than the search. The near candidates are
+verified on thumbnails afterwards (:func:`curate.audit.pairs_from_hashes`), so an index
+that returns extra candidates costs time, not precision.
 
 Memory: :func:`check_memory` estimates what a method needs (bytes per hash x n plus the
 index's fixed overhead) and refuses with one line when it exceeds the available memory.
