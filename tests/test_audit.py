@@ -241,3 +241,21 @@ def test_cli_va(va_table, tmp_path):
     assert flagged.filter(pl.col("id").is_in(happy)).height >= 18
     result = runner.invoke(app, ["audit", "va", "-w", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "nothing ingested" in result.output
+
+
+def test_cli_duplicates_refuses_a_search_that_does_not_fit(injected, tmp_path, monkeypatch):
+    import psutil
+
+    work, _ = injected
+
+    class Tiny:
+        available = 1000
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
+    result = runner.invoke(
+        app,
+        ["audit", "duplicates", "-d", "affectnet", "--manual-dir", str(work), "--workers", "1",
+         "-w", str(tmp_path / "ws")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "needs about" in result.output and "GiB available" in result.output
