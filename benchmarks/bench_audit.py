@@ -7,10 +7,21 @@ resized PNG copies, JPEG quality-60 re-encodes, in turn), then measures, in the 
 * the audit (decoded-pixel SHA-256 + 256-bit pHash of the face crop, process pool);
 * the baseline: SHA-256 of the file bytes alone (exact copies only).
 
-It also times the all-pairs near search alone on random hashes (10k and ``--pairs-n``).
-Prints a Markdown section. Usage::
+It then injects one copy of each edit of :data:`curate.audit.EDIT_KINDS` per ``--edits``
+round (brightness, contrast, gamma, small crop, horizontal flip besides the three above) and
+reports recall per edit, with the thumbnails compared after the rank transform (the audit)
+and as raw grey levels (before).
 
-    python benchmarks/bench_audit.py [--scale 0.005] [--inject 60] [--workers N]
+Last, the near search alone (:mod:`curate.near_search`) on random 256-bit hashes with planted
+pairs (:func:`curate.near_search.planted_hashes`; a fifth of them exactly at the threshold,
+the rest 0-36 bits apart): today's exact NumPy blocks at ``--pairs-n`` (the baseline), faiss
+``IndexBinaryIVF`` and ``IndexBinaryMultiHash`` on the same hashes (multi-index hashing on
+``--multihash-n`` of them: it is slow at this radius), and IVF at ``--large-n``, where exact
+search does not fit in the time, with the recall of its planted pairs. Prints a Markdown
+section. Usage::
+
+    python benchmarks/bench_audit.py [--scale 0.005] [--inject 60] [--edits 5] [--workers N]
+        [--pairs-n 50000] [--large-n 500000] [--multihash-n 20000]
 """
 
 from __future__ import annotations
@@ -18,9 +29,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 def table(rows: list[tuple[str, ...]]) -> None:
@@ -52,9 +66,134 @@ def file_sha_pairs(images):
     return pairs
 
 
-def main() -> None:
-    import numpy as np
+def edit_recall(out, args):
+    """Recall per edit kind on freshly injected copies: rank-normalised (the audit) and raw thumbnails."""
+    import polars as pl
 
+    from curate import audit
+
+    truth = audit.inject_duplicates(out, args.edits * len(audit.EDIT_KINDS), seed=args.seed + 1, kinds=audit.EDIT_KINDS)
+    hashed = audit.hash_images(audit.load_images("affectnet", out), workers=args.workers)
+    rows = []
+    for label, options in (("rank (audit)", {}), ("raw grey (before)", {"normalise": "raw", "max_pixel_diff": 6.0})):
+        pairs = audit.pairs_from_hashes(hashed, **options)
+        score = audit.score_pairs(pairs, truth)
+        by_kind = {k: audit.score_pairs(pairs, truth.filter(pl.col("kind") == k))["recall"] for k in audit.EDIT_KINDS}
+        rows.append((label, by_kind, score))
+    idx = {k: n for n, k in enumerate(hashed["id"].to_list())}
+    words = audit.hash_words([p or b"\0" * 32 for p in hashed["phash"].to_list()])
+    distances = {}
+    for kind in audit.EDIT_KINDS:
+        pairs = truth.filter(pl.col("kind") == kind).select("id_a", "id_b").rows()
+        d = [int(np.bitwise_count(words[idx[a]] ^ words[idx[b]]).sum()) for a, b in pairs]
+        distances[kind] = (min(d), max(d))
+    return truth, rows, distances, args.seed + 1
+
+
+def print_edits(truth, rows, distances, seed) -> None:
+    from curate import audit
+
+    per = truth.height // len(audit.EDIT_KINDS)
+    print(
+        f"Recall per edit ({per} copies of each, injector seed {seed}; pHash distance <= "
+        f"{audit.DEFAULT_MAX_DISTANCE}, thumbnails rank-normalised, difference <= {audit.DEFAULT_MAX_PIXEL_DIFF}; "
+        "before: raw grey levels, difference <= 6):\n"
+    )
+    header = ("thumbnails", *audit.EDIT_KINDS, "precision")
+    body = [
+        (label, *(f"{by_kind[k]:.2f}" for k in audit.EDIT_KINDS), f"{score['precision']:.3f}")
+        for label, by_kind, score in rows
+    ]
+    body.append(("pHash distance (min-max)", *(f"{distances[k][0]}-{distances[k][1]}" for k in audit.EDIT_KINDS), ""))
+    table([header, *body])
+    print()
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def index_comparison(args) -> list[tuple]:
+    """(label, n, seconds, pairs found, recall) of each search on planted random hashes."""
+    from curate import near_search as ns
+
+    radius = 36
+    out = []
+    small, _ = ns.planted_hashes(args.pairs_n, args.pairs_n // 100, seed=args.seed, threshold_share=0.2)
+    (ei, ej, _), exact_s = timed(ns.near_pairs, small, radius, method="exact")
+    exact = set(zip(ei.tolist(), ej.tolist(), strict=True))
+    out.append(("exact NumPy blocks (today, baseline)", args.pairs_n, exact_s, len(exact), 1.0, exact_s))
+    (ii, ij, _), ivf_s = timed(ns.near_pairs, small, radius, method="ivf")
+    found = set(zip(ii.tolist(), ij.tolist(), strict=True))
+    out.append(("faiss IndexBinaryIVF", args.pairs_n, ivf_s, len(found), len(found & exact) / len(exact), exact_s))
+    m = args.multihash_n
+    sub = small[:m]
+    (si, sj, _), sub_exact_s = timed(ns.near_pairs, sub, radius, method="exact")
+    (mi, mj, _), mh_s = timed(ns.near_pairs, sub, radius, method="multihash")
+    sub_exact = set(zip(si.tolist(), sj.tolist(), strict=True))
+    mh = set(zip(mi.tolist(), mj.tolist(), strict=True))
+    recall = len(mh & sub_exact) / max(len(sub_exact), 1)
+    out.append(("exact NumPy blocks", m, sub_exact_s, len(sub_exact), 1.0, sub_exact_s))
+    out.append(("faiss IndexBinaryMultiHash (exact)", m, mh_s, len(mh), recall, sub_exact_s))
+    large, large_truth = ns.planted_hashes(args.large_n, 5000, seed=args.seed + 1, threshold_share=0.2)
+    memory = ns.memory_needed("ivf", args.large_n)
+    (li, lj, _), large_s = timed(ns.near_pairs, large, radius, method="ivf")
+    found = set(zip(li.tolist(), lj.tolist(), strict=True))
+    planted = set(map(tuple, large_truth.tolist()))
+    at_threshold = {p for p in planted if int(np.bitwise_count(large[p[0]] ^ large[p[1]]).sum()) == radius}
+    extrapolated = exact_s * (args.large_n / args.pairs_n) ** 2
+    out.append(
+        ("faiss IndexBinaryIVF", args.large_n, large_s, len(found), len(found & planted) / len(planted), extrapolated)
+    )
+    out.append(
+        (
+            "  of which planted exactly at 36 bits",
+            len(at_threshold),
+            None,
+            len(found & at_threshold),
+            len(found & at_threshold) / max(len(at_threshold), 1),
+            None,
+        )
+    )
+    out.append(("memory estimate (ivf, bytes)", args.large_n, None, memory, None, None))
+    return out
+
+
+def print_search(search, args) -> None:
+    from curate import near_search as ns
+
+    print(
+        f"Near search alone, random 256-bit hashes with planted pairs, radius 36; faiss with "
+        f"{_threads()} thread(s), IVF {ns.ivf_lists(args.large_n)} lists at {args.large_n:,} "
+        f"({ns.ivf_lists(args.pairs_n)} at {args.pairs_n:,}), {ns.IVF_NPROBE} probed. Recall: share of the "
+        "exact search's pairs found (at the large size: of the planted pairs; exact search is not run there). "
+        "Time ratio: against exact NumPy blocks on the same hashes (at the large size: extrapolated as n²).\n"
+    )
+    rows = [("search", "hashes", "seconds", "pairs", "recall", "time / exact")]
+    for label, n, seconds, pairs, recall, base in search:
+        if label.startswith("memory"):
+            continue
+        rows.append((
+            label, f"{n:,}", "" if seconds is None else f"{seconds:.2f}", f"{pairs:,}",
+            "" if recall is None else f"{recall:.4f}", "" if base is None else f"{seconds / base:.3f}",
+        ))  # fmt: skip
+    table(rows)
+    memory = next(row for row in search if row[0].startswith("memory"))
+    print(
+        f"\nMemory planned before building the IVF index for {memory[1]:,} hashes: {memory[3] / 2**20:.0f} MiB "
+        "(near_search.check_memory refuses with one line when it exceeds 80 % of the available memory).\n"
+    )
+
+
+def _threads() -> int:
+    import faiss
+
+    return faiss.omp_get_max_threads()
+
+
+def main() -> None:
     from curate import audit
     from curate.synth.affectnet import generate_affectnet
 
@@ -62,13 +201,18 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.005, help="AffectNet scale (0.005: about 2,100 images)")
     parser.add_argument("--inject", type=int, default=60, help="duplicates to inject")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--pairs-n", type=int, default=50_000, help="hashes for the pair-search timing")
+    parser.add_argument("--pairs-n", type=int, default=50_000, help="hashes for the exact vs index comparison")
+    parser.add_argument("--large-n", type=int, default=500_000, help="hashes for the index at full size")
+    parser.add_argument("--multihash-n", type=int, default=20_000, help="hashes for the multi-index hashing timing")
+    parser.add_argument("--edits", type=int, default=5, help="copies of each edit kind to inject")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "affectnet"
         generate_affectnet(out, layout="original", scale=args.scale, seed=args.seed, workers=args.workers)
+        fresh = Path(tmp) / "affectnet-edits"
+        shutil.copytree(out, fresh)  # the edited copies go into an untouched copy of the same images
         truth = audit.inject_duplicates(out, args.inject, seed=args.seed)
         images = audit.load_images("affectnet", out)
         n = images.height
@@ -92,14 +236,9 @@ def main() -> None:
             for kind in audit.INJECT_KINDS
         }
 
-    rng = np.random.default_rng(0)
-    search = []
-    for size in (10_000, args.pairs_n):
-        hashes = rng.integers(0, 2**63, size=(size, audit.HASH_WORDS), dtype=np.uint64)
-        started = time.perf_counter()
-        audit.near_pairs(hashes, audit.DEFAULT_MAX_DISTANCE)
-        search.append((size, time.perf_counter() - started))
+        edits = edit_recall(fresh, args)
 
+    search = index_comparison(args)
     print("## Duplicate audit (curate.audit)\n")
     print(
         f"Synthetic AffectNet, original layout, scale {args.scale} ({n:,} images incl. {truth.height} injected "
@@ -136,11 +275,8 @@ def main() -> None:
         + ", ".join(f"{k} {by_kind[k]:.2f} (baseline {base_by_kind[k]:.2f})" for k in audit.INJECT_KINDS)
         + f". Decoding + hashing took {hashed_s:.2f} s of the audit's {audit_s:.2f} s.\n"
     )
-    print(
-        "All-pairs near search alone (random 256-bit hashes): "
-        + ", ".join(f"{size:,} hashes {seconds:.2f} s" for size, seconds in search)
-        + " (grows as n²).\n"
-    )
+    print_edits(*edits)
+    print_search(search, args)
 
 
 if __name__ == "__main__":

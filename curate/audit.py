@@ -4,8 +4,8 @@ Scope
 -----
 * :func:`load_images` -- the image list of one manual dir, through the format readers
   (AffectNet ``source_path`` + face box, RAF-DB aligned images, FERPlus pixels).
-* :func:`hash_images` -- decode and hash every image (process pool): an *exact* digest and a
-  64-bit perceptual hash.
+* :func:`hash_images` -- decode and hash every image (process pool): an *exact* digest, a
+  256-bit perceptual hash and a 16x16 grey thumbnail of the face.
 * :func:`find_duplicates` -- pairs of images that are the same (``kind="exact"``) or look
   the same (``kind="near"``), within and across splits and datasets;
   :func:`pair_summary` counts them per (dataset/split, dataset/split).
@@ -34,10 +34,17 @@ the true pairs stay at <= 30 and distinct faces at >= 46 (256-bit dHash: 42 vs 2
 overlap), hence pHash-256 and 36. On a larger set (2,151 images, 2.3 M pairs) a few
 distinct faces still come within 30-36, so every near candidate is verified on a 16x16 grey
 thumbnail of the face kept per image (256 bytes): the pair stays when the mean absolute
-grey difference is at most :data:`DEFAULT_MAX_PIXEL_DIFF` (6 of 255; measured: true pairs
-<= 4, distinct faces >= 7.7). The search compares all pairs, exactly, with vectorised
-NumPy (XOR + ``bitwise_count`` over four uint64 words, in blocks), never a Python loop over
-pairs: about 2·n² word popcounts (10k images: 0.2 G, about a second; 400k: minutes).
+difference is at most :data:`DEFAULT_MAX_PIXEL_DIFF`. The thumbnails are compared after a
+*rank transform* of each (every pixel replaced by its rank in its own thumbnail, 0-255):
+comparing raw grey levels missed copies whose brightness, contrast or gamma was changed (a
++15 % brightness copy differs by 9-23 grey levels, distinct faces from 5.3), and a per-image
+z-score still let distinct faces through at 5.3 while a saturated brightness copy sat at
+14; ranks are unchanged by any increasing grey-level map. Measured (seed 0, 2,249 images, 160
+injected copies, 5,943 distinct-face pairs within 70 bits): true pairs within the pHash
+threshold <= 10.3 but one saturated brightness copy (22.8), distinct faces >= 12.8, hence 11.
+A horizontal flip changes the pHash (distance > 70) and a 5 % tighter face box moves it as
+far: neither is found. The search (:mod:`curate.near_search`) is exact all pairs for small
+sets and a faiss ``IndexBinaryIVF`` for large ones (``method=``).
 
 Valence/arousal outliers (:func:`va_outliers`): per label, the robust centre is the median
 of valence and of arousal and the scale 1.4826·MAD of each (floored at
@@ -65,6 +72,8 @@ import polars as pl
 from curate import datasets as registry
 from curate.exclusions import COLUMNS as EXCLUSION_COLUMNS
 from curate.exclusions import exclusion_schema
+from curate.near_search import METHODS as SEARCH_METHODS  # noqa: F401 - re-exported
+from curate.near_search import near_pairs
 
 #: pHash side: ``HASH_SIZE**2`` bits (16 -> 256 bits, four uint64 words).
 HASH_SIZE = 16
@@ -73,8 +82,14 @@ HASH_WORDS = HASH_SIZE * HASH_SIZE // 64
 DEFAULT_MAX_DISTANCE = 36
 #: Side of the grey face thumbnail kept per image to verify near pairs (16 -> 256 bytes).
 THUMB_SIZE = 16
-#: Largest mean absolute grey-level difference (0-255) of the thumbnails of a near pair.
-DEFAULT_MAX_PIXEL_DIFF = 6.0
+#: Largest mean absolute difference (0-255 scale) of the normalised thumbnails of a near pair
+#: (for ``rank`` thumbnails; the ``raw`` grey levels were checked against 6).
+DEFAULT_MAX_PIXEL_DIFF = 11.0
+#: How each thumbnail is normalised before two are compared (:func:`normalise_thumbs`).
+NORMALISE_METHODS: tuple[str, ...] = ("raw", "zscore", "rank")
+DEFAULT_NORMALISE = "rank"
+#: Grey levels per standard deviation of a ``zscore`` thumbnail (about a face's grey-level spread).
+ZSCORE_SCALE = 50.0
 #: Images per task handed to a worker process.
 HASH_CHUNK = 256
 #: Keep order of :func:`exclusion_ids`: the earlier split in this tuple is kept.
@@ -96,7 +111,7 @@ PAIR_SCHEMA: dict[str, Any] = {
     "split_b": pl.String,
     "kind": pl.String,  # "exact" | "near"
     "distance": pl.Int16,  # pHash Hamming distance (0 for most exact pairs)
-    "pixel_diff": pl.Float32,  # mean |grey difference| of the 16x16 face thumbnails (0-255)
+    "pixel_diff": pl.Float32,  # mean |difference| of the normalised 16x16 face thumbnails (0-255 scale)
 }
 IMAGE_COLUMNS = ("id", "dataset", "split", "path", "face_x", "face_y", "face_width", "face_height", "pixels")
 DUPLICATE_PAIRS_DDL = """CREATE TABLE IF NOT EXISTS duplicate_pairs (
@@ -228,50 +243,23 @@ def hash_words(hashes: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(joined, dtype=">u8").astype(np.uint64).reshape(len(hashes), -1)
 
 
-def near_pairs(
-    hashes: np.ndarray, max_distance: int, *, block: int = 512, width: int = 1 << 14
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every ``i < j`` with Hamming distance ``<= max_distance``: (i, j, distance) arrays.
-
-    ``hashes`` is ``(n, words)`` uint64 (:func:`hash_words`). Exact all-pairs search,
-    vectorised: blocks of ``block`` rows against slabs of ``width`` later rows, XOR and
-    ``np.bitwise_count`` summed over the words (memory about ``block * width * 10`` bytes).
-    """
-    h = np.ascontiguousarray(hashes, dtype=np.uint64)
-    if h.ndim == 1:
-        h = h[:, None]
-    n = len(h)
-    out_i, out_j, out_d = [], [], []
-    for start in range(0, n, block):
-        rows = h[start : start + block]
-        for col in range(start, n, width):
-            cols = h[col : col + width]
-            dist = np.zeros((len(rows), len(cols)), dtype=np.uint16)
-            for w in range(h.shape[1]):
-                dist += np.bitwise_count(rows[:, w, None] ^ cols[None, :, w])
-            ii, jj = np.nonzero(dist <= max_distance)
-            i, j = ii + start, jj + col
-            keep = j > i
-            out_i.append(i[keep])
-            out_j.append(j[keep])
-            out_d.append(dist[ii[keep], jj[keep]])
-    if not out_i:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty.astype(np.uint8)
-    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d)
-
-
 def pairs_from_hashes(
     hashed: pl.DataFrame,
     *,
     max_distance: int = DEFAULT_MAX_DISTANCE,
     max_pixel_diff: float | None = DEFAULT_MAX_PIXEL_DIFF,
+    method: str = "auto",
+    normalise: str = DEFAULT_NORMALISE,
 ) -> pl.DataFrame:
     """Duplicate pairs of a :func:`hash_images` frame (rows with ``ok`` false are skipped).
 
-    Near candidates (pHash distance <= ``max_distance``) are kept when their thumbnails'
-    mean absolute grey difference is <= ``max_pixel_diff`` (``None``: no check).
+    Near candidates (pHash distance <= ``max_distance``, found by ``method``: one of
+    :data:`SEARCH_METHODS`, see :mod:`curate.near_search`) are kept when the mean absolute
+    difference of their thumbnails, each normalised by ``normalise`` (one of
+    :data:`NORMALISE_METHODS`), is <= ``max_pixel_diff`` (``None``: no check).
     """
+    if normalise not in NORMALISE_METHODS:
+        raise ValueError(f"thumbnail normalisation {normalise!r}: not one of {', '.join(NORMALISE_METHODS)}")
     frame = hashed.filter(pl.col("ok")).with_row_index("_i")
     # exact: every pair inside a group of equal digests
     groups = frame.group_by("sha256").agg(pl.col("_i")).filter(pl.col("_i").list.len() > 1)
@@ -284,13 +272,13 @@ def pairs_from_hashes(
                 ex_i.append(members[a])
                 ex_j.append(members[b])
     phash = hash_words(frame["phash"].to_list())
-    ni, nj, nd = near_pairs(phash, max_distance)
+    ni, nj, nd = near_pairs(phash, max_distance, method=method)
     ex_i_arr, ex_j_arr = np.asarray(ex_i, dtype=np.int64), np.asarray(ex_j, dtype=np.int64)
     ex_d = np.bitwise_count(phash[ex_i_arr] ^ phash[ex_j_arr]).sum(axis=1).astype(np.int16)
     n = max(frame.height, 1)
     near_mask = ~np.isin(ni * n + nj, ex_i_arr * n + ex_j_arr)
     thumbs = _thumbs(frame)
-    diff_near = np.abs(thumbs[ni].astype(np.int16) - thumbs[nj]).mean(axis=1) if thumbs is not None else None
+    diff_near = _thumb_diff(thumbs, ni, nj, normalise) if thumbs is not None else None
     if diff_near is not None and max_pixel_diff is not None:
         near_mask &= diff_near <= max_pixel_diff
     i = np.concatenate([ex_i_arr, ni[near_mask]])
@@ -298,7 +286,7 @@ def pairs_from_hashes(
     kind = ["exact"] * len(ex_i_arr) + ["near"] * int(near_mask.sum())
     dist = np.concatenate([ex_d, nd[near_mask].astype(np.int16)])
     if thumbs is not None:
-        diff_exact = np.abs(thumbs[ex_i_arr].astype(np.int16) - thumbs[ex_j_arr]).mean(axis=1)
+        diff_exact = _thumb_diff(thumbs, ex_i_arr, ex_j_arr, normalise)
         pixel_diff = np.concatenate([diff_exact, diff_near[near_mask]]).astype(np.float32)
     else:
         pixel_diff = np.full(len(i), np.nan, dtype=np.float32)
@@ -324,6 +312,40 @@ def _thumbs(frame: pl.DataFrame) -> np.ndarray | None:
     return np.frombuffer(b"".join(frame["thumb"].to_list()), dtype=np.uint8).reshape(frame.height, size)
 
 
+def _thumb_diff(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, normalise: str) -> np.ndarray:
+    """Mean absolute difference of the normalised thumbnails of pairs ``(i, j)``; only their rows are normalised."""
+    rows = np.unique(np.concatenate([i, j]))
+    normalised = normalise_thumbs(thumbs[rows], normalise)
+    return np.abs(normalised[np.searchsorted(rows, i)] - normalised[np.searchsorted(rows, j)]).mean(axis=1)
+
+
+def normalise_thumbs(thumbs: np.ndarray, normalise: str = DEFAULT_NORMALISE) -> np.ndarray:
+    """``(n, pixels)`` grey thumbnails as float32, each normalised on its own, on a 0-255 scale.
+
+    ``raw``: the grey levels. ``zscore``: ``(x - mean) / std`` of each thumbnail, times
+    :data:`ZSCORE_SCALE` (so a typical face spans about the same range as its grey levels),
+    invariant to global brightness and contrast (affine) changes; a flat thumbnail becomes 0.
+    ``rank``: each pixel's rank in its thumbnail (ties averaged), scaled to 0-255, invariant to
+    every increasing grey-level map (brightness, contrast, gamma) short of clipping.
+    """
+    values = np.asarray(thumbs, dtype=np.float32)
+    if normalise == "raw" or values.size == 0:
+        return values
+    if normalise == "zscore":
+        centred = values - values.mean(axis=1, keepdims=True)
+        scale = centred.std(axis=1, keepdims=True)
+        return np.divide(centred * ZSCORE_SCALE, scale, out=np.zeros_like(centred), where=scale > 1e-6)
+    if normalise == "rank":
+        # grey levels are 0-255 integers: a per-thumbnail histogram gives each level's mean rank
+        levels = np.clip(np.rint(values), 0, 255).astype(np.int64)
+        n, size = levels.shape
+        counts = np.bincount((np.arange(n)[:, None] * 256 + levels).ravel(), minlength=n * 256).reshape(n, 256)
+        below = np.cumsum(counts, axis=1) - counts
+        mean_rank = (below + (counts - 1) / 2.0).astype(np.float32)  # ties share their mean rank
+        return np.take_along_axis(mean_rank, levels, axis=1) * (255.0 / max(size - 1, 1))
+    raise ValueError(f"thumbnail normalisation {normalise!r}: not one of {', '.join(NORMALISE_METHODS)}")
+
+
 def _canonical_order(pairs: pl.DataFrame) -> pl.DataFrame:
     """Order each pair as (a, b) with a <= b by (dataset, id), then sort the rows."""
     swap = (pl.col("dataset_a") > pl.col("dataset_b")) | (
@@ -342,6 +364,8 @@ def find_duplicates(
     max_distance: int = DEFAULT_MAX_DISTANCE,
     max_pixel_diff: float | None = DEFAULT_MAX_PIXEL_DIFF,
     workers: int | None = None,
+    method: str = "auto",
+    normalise: str = DEFAULT_NORMALISE,
 ) -> pl.DataFrame:
     """Exact and near-duplicate pairs among ``images``.
 
@@ -354,10 +378,17 @@ def find_duplicates(
     max_distance : int
         Largest pHash Hamming distance (of 256 bits) of a near candidate.
     max_pixel_diff : float or None
-        Largest mean absolute grey difference (0-255) of the two 16x16 face thumbnails of a
-        near pair; ``None`` keeps every pHash candidate.
+        Largest mean absolute difference (0-255 scale) of the two normalised 16x16 face
+        thumbnails of a near pair; ``None`` keeps every pHash candidate.
     workers : int, optional
         Decoding/hashing processes (default: every CPU).
+    method : str
+        Near-candidate search, one of :data:`SEARCH_METHODS` (:func:`curate.near_search.near_pairs`):
+        ``auto`` (default: exact all pairs for small sets, a faiss IVF index for large ones),
+        ``exact``, ``ivf`` or ``multihash``.
+    normalise : str
+        Thumbnail normalisation before the comparison (:func:`normalise_thumbs`): ``rank``
+        (default), ``zscore`` or ``raw``.
 
     Returns
     -------
@@ -368,7 +399,9 @@ def find_duplicates(
         Images that do not decode are skipped.
     """
     hashed = hash_images(images, workers=workers)
-    return pairs_from_hashes(hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff)
+    return pairs_from_hashes(
+        hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff, method=method, normalise=normalise
+    )
 
 
 def pair_summary(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -475,16 +508,99 @@ def store_pairs(workspace: Any, pairs: pl.DataFrame, datasets: Iterable[str]) ->
 # Evaluation: injected duplicates (AffectNet original layout)
 # --------------------------------------------------------------------------------------
 
+#: The default injected kinds (in turn): exact file copies, 90 % resized PNGs, JPEG quality 60.
 INJECT_KINDS: tuple[str, ...] = ("exact", "resized", "jpeg60")
+#: Every kind :func:`inject_duplicates` can make: the defaults plus global intensity edits
+#: (brightness x1.15, contrast x1.3, gamma 0.8), a small crop (5 % of the image off each side,
+#: the face box 5 % tighter on each side, as another face detector would draw it) and a
+#: horizontal flip (box and landmarks mirrored).
+EDIT_KINDS: tuple[str, ...] = (*INJECT_KINDS, "brightness", "contrast", "gamma", "crop", "flip")
 
 
-def inject_duplicates(manual_dir: str | os.PathLike[str], n: int, seed: int = 0) -> pl.DataFrame:
+def _edited_copy(image: Any, row: dict[str, Any], kind: str) -> tuple[Any, dict[str, Any]]:
+    """The edited RGB image of an injected ``kind`` copy and the row fields it changes (box, landmarks)."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    image = image.convert("RGB")
+    box = (row["face_x"], row["face_y"], row["face_width"], row["face_height"])
+    landmarks = row["landmarks"]
+    if kind == "resized":
+        sx = sy = 0.9
+        size = (max(1, round(image.width * sx)), max(1, round(image.height * sy)))
+        sx, sy = size[0] / image.width, size[1] / image.height
+        image = image.resize(size, Image.Resampling.LANCZOS)
+        update = {
+            "face_x": float(np.floor(box[0] * sx)),
+            "face_y": float(np.floor(box[1] * sy)),
+            "face_width": float(max(1, round(box[2] * sx))),
+            "face_height": float(max(1, round(box[3] * sy))),
+            "landmarks": [round(v * (sx if t % 2 == 0 else sy), 2) for t, v in enumerate(landmarks)]
+            if landmarks is not None
+            else None,
+        }
+        return image, update
+    if kind == "brightness":
+        return ImageEnhance.Brightness(image).enhance(1.15), {}
+    if kind == "contrast":
+        return ImageEnhance.Contrast(image).enhance(1.3), {}
+    if kind == "gamma":
+        table = [round(255 * (v / 255) ** 0.8) for v in range(256)] * 3
+        return image.point(table), {}
+    if kind == "crop":
+        # 5 % of the image off each side (new pixels), and a face box 5 % tighter on each side
+        left, top = int(0.05 * image.width), int(0.05 * image.height)
+        left, top = min(left, int(box[0])), min(top, int(box[1]))
+        cropped = image.crop((left, top, image.width - left, image.height - top))
+        dx, dy = 0.05 * box[2], 0.05 * box[3]
+        tight = (box[0] - left + dx, box[1] - top + dy, box[2] - 2 * dx, box[3] - 2 * dy)
+        shifted = [round(v - (left if t % 2 == 0 else top), 2) for t, v in enumerate(landmarks or [])]
+        update = dict(zip(("face_x", "face_y", "face_width", "face_height"), map(float, tight), strict=True))
+        return cropped, {**update, "landmarks": shifted if landmarks is not None else None}
+    if kind == "flip":
+        width = image.width
+        update = {
+            "face_x": float(max(0.0, width - box[0] - box[2])),
+            "landmarks": [round(width - v, 2) if t % 2 == 0 else v for t, v in enumerate(landmarks)]
+            if landmarks is not None
+            else None,
+        }
+        return ImageOps.mirror(image), update
+    if kind == "jpeg60":
+        return image, {}
+    raise ValueError(f"injected duplicate kind {kind!r}: not one of {', '.join(EDIT_KINDS)}")
+
+
+def _decodable_rows(root: Path, frame: pl.DataFrame, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` distinct rows (shuffled by ``seed``) with a positive face box whose image decodes."""
+    from PIL import Image
+
+    candidates = frame.filter((pl.col("face_width") > 1) & (pl.col("face_height") > 1))
+    picked: list[dict[str, Any]] = []
+    for row in candidates.sample(fraction=1.0, shuffle=True, seed=seed).iter_rows(named=True):
+        if len(picked) >= n:
+            break
+        try:
+            with Image.open(root / row["source_path"]) as image:
+                image.load()
+        except Exception:  # noqa: BLE001 - truncated/missing quirk files are not sources
+            continue
+        picked.append(row)
+    if len(picked) < n:
+        raise ValueError(f"{root}: only {len(picked)} decodable images to copy, {n} asked")
+    return picked
+
+
+def inject_duplicates(
+    manual_dir: str | os.PathLike[str], n: int, seed: int = 0, *, kinds: Sequence[str] = INJECT_KINDS
+) -> pl.DataFrame:
     """Copy ``n`` images of an AffectNet original-layout manual dir across train/validation.
 
     Each picked image (decodable, positive box; distinct) gets a copy with a new id in the
-    other split, in turn an exact file copy, a copy resized to 90 % (PNG; box and landmarks
-    scaled) and a JPEG quality-60 re-encode; the copies' rows (same label and V/A) are
-    appended to ``training.csv`` / ``validation.csv``. Changes the dir in place.
+    other split, of each of ``kinds`` in turn (default :data:`INJECT_KINDS`; any of
+    :data:`EDIT_KINDS`): ``exact`` is a file copy, ``jpeg60`` a JPEG quality-60 re-encode, every
+    other kind a lossless PNG of the edited image (box and landmarks moved with it); the
+    copies' rows (same label and V/A) are appended to ``training.csv`` / ``validation.csv``.
+    Changes the dir in place.
 
     Returns
     -------
@@ -495,26 +611,16 @@ def inject_duplicates(manual_dir: str | os.PathLike[str], n: int, seed: int = 0)
 
     from curate.formats import affectnet as fmt
 
+    unknown = [k for k in kinds if k not in EDIT_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"injected duplicate kinds {list(kinds)!r}: give one or more of {', '.join(EDIT_KINDS)}")
     root = Path(manual_dir)
     frame = fmt.read(root, layout="original").annotations
     rng = np.random.default_rng([seed, 9001])
-    candidates = frame.filter((pl.col("face_width") > 1) & (pl.col("face_height") > 1))
-    picked: list[dict[str, Any]] = []
-    for row in candidates.sample(fraction=1.0, shuffle=True, seed=seed).iter_rows(named=True):
-        if len(picked) >= n:
-            break
-        path = root / row["source_path"]
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except Exception:  # noqa: BLE001 - truncated/missing quirk files are not sources
-            continue
-        picked.append(row)
-    if len(picked) < n:
-        raise ValueError(f"{root}: only {len(picked)} decodable images to copy, {n} asked")
+    picked = _decodable_rows(root, frame, n, seed)
     new_rows, truth = [], []
     for k, row in enumerate(picked):
-        kind = INJECT_KINDS[k % len(INJECT_KINDS)]
+        kind = kinds[k % len(kinds)]
         split_b = "validation" if row["split"] == "train" else "train"
         source = root / row["source_path"]
         folder = row["id"].split("/")[0]
@@ -522,32 +628,16 @@ def inject_duplicates(manual_dir: str | os.PathLike[str], n: int, seed: int = 0)
         copy = dict(row)
         if kind == "exact":
             new_id = f"{folder}/{name}.{row['id'].rsplit('.', 1)[1]}"
-            target = root / fmt.IMAGES_DIR / new_id
-            shutil.copyfile(source, target)
+            shutil.copyfile(source, root / fmt.IMAGES_DIR / new_id)
         else:
             with Image.open(source) as image:
-                image = image.convert("RGB")
-                if kind == "resized":
-                    factor = 0.9
-                    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-                    sx, sy = size[0] / image.width, size[1] / image.height
-                    image = image.resize(size, Image.Resampling.LANCZOS)
-                    copy.update(
-                        face_x=float(np.floor(row["face_x"] * sx)),
-                        face_y=float(np.floor(row["face_y"] * sy)),
-                        face_width=float(max(1, round(row["face_width"] * sx))),
-                        face_height=float(max(1, round(row["face_height"] * sy))),
-                        landmarks=[round(v * (sx if t % 2 == 0 else sy), 2) for t, v in enumerate(row["landmarks"])]
-                        if row["landmarks"] is not None
-                        else None,
-                    )
-                    new_id, fmt_name, options = f"{folder}/{name}.png", "PNG", {}
-                else:
-                    new_id, fmt_name, options = f"{folder}/{name}.jpg", "JPEG", {"quality": 60}
-                buffer = io.BytesIO()
-                image.save(buffer, format=fmt_name, **options)
-            target = root / fmt.IMAGES_DIR / new_id
-            target.write_bytes(buffer.getvalue())
+                edited, update = _edited_copy(image, row, kind)
+            copy.update(update)
+            jpeg = kind == "jpeg60"
+            new_id = f"{folder}/{name}.{'jpg' if jpeg else 'png'}"
+            buffer = io.BytesIO()
+            edited.save(buffer, format="JPEG" if jpeg else "PNG", **({"quality": 60} if jpeg else {}))
+            (root / fmt.IMAGES_DIR / new_id).write_bytes(buffer.getvalue())
         copy.update(id=new_id, split=split_b)
         new_rows.append(copy)
         truth.append({"id_a": row["id"], "split_a": row["split"], "id_b": new_id, "split_b": split_b, "kind": kind})

@@ -34,6 +34,64 @@ def injected(synth_affectnet_original: Path, tmp_path_factory: pytest.TempPathFa
     return work, truth
 
 
+#: Seeds of the edited-copy fixture; 5 and 17 were tried (both within the margins below).
+EDIT_SEED = 17
+
+
+@pytest.fixture(scope="module")
+def edited(synth_affectnet_original: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame]:
+    """Every kind of :data:`audit.EDIT_KINDS` injected 5 times (40 copies)."""
+    work = tmp_path_factory.mktemp("audit_edits") / "original"
+    shutil.copytree(synth_affectnet_original, work)
+    truth = audit.inject_duplicates(work, 5 * len(audit.EDIT_KINDS), seed=EDIT_SEED, kinds=audit.EDIT_KINDS)
+    return work, audit.hash_images(audit.load_images("affectnet", work), workers=2), truth
+
+
+def recall_by_kind(pairs: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    return {kind: audit.score_pairs(pairs, truth.filter(pl.col("kind") == kind))["recall"] for kind in audit.EDIT_KINDS}
+
+
+def test_verification_is_invariant_to_brightness_contrast_gamma(edited):
+    _, hashed, truth = edited
+    pairs = audit.pairs_from_hashes(hashed)  # rank-normalised thumbnails
+    raw = audit.pairs_from_hashes(hashed, normalise="raw", max_pixel_diff=6.0)
+    found, before = recall_by_kind(pairs, truth), recall_by_kind(raw, truth)
+    for kind in ("exact", "resized", "contrast", "gamma"):
+        assert found[kind] == 1.0, (kind, found)
+    for kind in ("jpeg60", "brightness"):  # a JPEG copy may pass the pHash threshold, a bright one saturate
+        assert found[kind] >= 0.8, (kind, found)
+    # raw grey levels miss the intensity edits: the normalisation is what finds them
+    assert max(before["brightness"], before["contrast"], before["gamma"]) <= 0.4, before
+    # known misses: a flip changes the pHash, a 5 % tighter face box moves it past the threshold
+    assert found["flip"] == 0.0 and found["crop"] == 0.0, found
+    # no new false pairs: everything found is an injected pair
+    assert audit.score_pairs(pairs, truth)["precision"] == 1.0
+    assert audit.score_pairs(raw, truth)["precision"] == 1.0
+
+
+def test_normalise_thumbs():
+    rng = np.random.default_rng(2)
+    thumbs = rng.integers(20, 200, size=(4, 256)).astype(np.uint8)
+    gamma = np.rint(255 * (thumbs / 255.0) ** 0.8).astype(np.uint8)
+    affine = np.rint(thumbs * 1.2 + 10).astype(np.uint8)
+    rank = audit.normalise_thumbs(thumbs, "rank")
+    assert rank.min() >= 0 and rank.max() <= 255
+    assert np.abs(audit.normalise_thumbs(gamma, "rank") - rank).mean() < 1.0
+    assert np.abs(audit.normalise_thumbs(affine, "rank") - rank).mean() < 1.0
+    zscore = audit.normalise_thumbs(thumbs, "zscore")
+    assert np.abs(audit.normalise_thumbs(affine, "zscore") - zscore).mean() < 0.5
+    assert np.abs(audit.normalise_thumbs(gamma, "raw") - audit.normalise_thumbs(thumbs, "raw")).mean() > 5
+    flat = audit.normalise_thumbs(np.full((1, 256), 7, dtype=np.uint8), "zscore")
+    assert (flat == 0).all()
+    with pytest.raises(ValueError, match="not one of raw, zscore, rank"):
+        audit.normalise_thumbs(thumbs, "histogram")
+
+
+def test_inject_duplicates_rejects_unknown_kinds(tmp_path):
+    with pytest.raises(ValueError, match="give one or more of exact"):
+        audit.inject_duplicates(tmp_path, 1, kinds=("rotate",))
+
+
 def test_inject_duplicates_writes_rows_and_files(injected):
     work, truth = injected
     assert truth.height == 30
@@ -117,7 +175,7 @@ def test_cli_duplicates_stores_pairs(injected, tmp_path):
     result = runner.invoke(
         app,
         ["audit", "duplicates", "--dataset", "affectnet", "--out", str(out), "--exclusions-out", str(drop),
-         "--workers", "2", "-w", str(ws.root)],
+         "--workers", "2", "--method", "ivf", "-w", str(ws.root)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "affectnet/train" in result.output and "duplicate_pairs" in result.output
@@ -132,6 +190,8 @@ def test_cli_duplicates_stores_pairs(injected, tmp_path):
 def test_cli_duplicates_errors(tmp_path):
     result = runner.invoke(app, ["audit", "duplicates", "-w", str(tmp_path / "ws")])
     assert result.exit_code == 1 and "--dataset" in result.output
+    result = runner.invoke(app, ["audit", "duplicates", "-d", "affectnet", "--method", "lsh", "-w", str(tmp_path)])
+    assert result.exit_code == 1 and "--method lsh: not one of auto, exact, ivf, multihash" in result.output
     result = runner.invoke(app, ["audit", "duplicates", "--dataset", "affectnet", "-w", str(tmp_path / "ws")])
     assert result.exit_code == 1 and "manual dir" in result.output
 
@@ -181,3 +241,21 @@ def test_cli_va(va_table, tmp_path):
     assert flagged.filter(pl.col("id").is_in(happy)).height >= 18
     result = runner.invoke(app, ["audit", "va", "-w", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "nothing ingested" in result.output
+
+
+def test_cli_duplicates_refuses_a_search_that_does_not_fit(injected, tmp_path, monkeypatch):
+    import psutil
+
+    work, _ = injected
+
+    class Tiny:
+        available = 1000
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
+    result = runner.invoke(
+        app,
+        ["audit", "duplicates", "-d", "affectnet", "--manual-dir", str(work), "--workers", "1",
+         "-w", str(tmp_path / "ws")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "needs about" in result.output and "GiB available" in result.output

@@ -15,7 +15,6 @@ audit_app = typer.Typer(
 app.add_typer(audit_app, name="audit")
 
 
-
 def _manual_dirs(ws: Any, datasets: list[str], manual_dir: Path | None) -> dict[str, Path]:
     """Dataset -> manual dir: ``--manual-dir`` (one dataset), ``DIR/<dataset>`` (``--all``),
     else the folder the workspace ingested the dataset from."""
@@ -68,8 +67,21 @@ def duplicates_command(
     ] = 36,
     max_pixel_diff: Annotated[
         float,
-        typer.Option("--max-pixel-diff", help="Largest mean grey difference (0-255) of the face thumbnails."),
-    ] = 6.0,
+        typer.Option(
+            "--max-pixel-diff", help="Largest mean difference (0-255 scale) of the normalised face thumbnails."
+        ),
+    ] = 11.0,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="Near-pair search: auto (exact up to 20,000 images, else a faiss IVF index), exact, ivf, multihash.",
+        ),
+    ] = "auto",
+    normalise: Annotated[
+        str,
+        typer.Option("--normalise", help="Thumbnail normalisation before comparing: rank, zscore or raw."),
+    ] = "rank",
     workers: Annotated[int | None, typer.Option("--workers", help="Hashing processes (default: every CPU).")] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -84,6 +96,10 @@ def duplicates_command(
     if (dataset is None) == (not all_datasets):
         fail("give exactly one of --dataset D or --all")
     try:
+        if method not in audit.SEARCH_METHODS:
+            raise ValueError(f"--method {method}: not one of {', '.join(audit.SEARCH_METHODS)}")
+        if normalise not in audit.NORMALISE_METHODS:
+            raise ValueError(f"--normalise {normalise}: not one of {', '.join(audit.NORMALISE_METHODS)}")
         ws = Workspace(workspace)
         names = [check_dataset(dataset)] if dataset else list(datasets.names())
         dirs = _manual_dirs(ws, names, manual_dir)
@@ -96,7 +112,9 @@ def duplicates_command(
         started = time.perf_counter()
         images = pl.concat([audit.load_images(name, folder) for name, folder in dirs.items()], how="vertical_relaxed")
         hashed = audit.hash_images(images, workers=workers)
-        pairs = audit.pairs_from_hashes(hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff)
+        pairs = audit.pairs_from_hashes(
+            hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff, method=method, normalise=normalise
+        )
         elapsed = time.perf_counter() - started
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +125,7 @@ def duplicates_command(
         stored = ws.exists
         if stored:
             audit.store_pairs(ws, pairs, list(dirs))
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, MemoryError) as error:
         fail(str(error))
     from rich.table import Table
 
