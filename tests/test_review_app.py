@@ -157,8 +157,11 @@ def test_app_renders_in_headless_chromium(fo: Any, tmp_path: Path) -> None:  # n
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "review_app.png"
-        picture = _chromium(f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={shot}", url)
-        assert picture.returncode == 0 and shot.stat().st_size > 50_000
+        for _attempt in range(4):  # as for the DOM: a busy machine may shoot the "Pixelating..." splash
+            picture = _chromium(f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={shot}", url)
+            if picture.returncode == 0 and shot.stat().st_size > 50_000:
+                break
+        assert picture.returncode == 0 and shot.stat().st_size > 50_000, "the screenshot shows no grid"
         docs_image = ROOT / "docs" / "img" / "review_app.png"
         if not docs_image.exists():  # the docs keep their (richer) picture once there is one
             docs_image.parent.mkdir(parents=True, exist_ok=True)
