@@ -147,6 +147,7 @@ def test_app_renders_in_headless_chromium(fo: Any, tmp_path: Path) -> None:  # n
             lookers, loaded = _tiles(dom.stdout)
             if len(loaded) >= max(8, len(lookers) - 1):  # all but the one missing image
                 break
+            time.sleep(3)
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "review_app_dom.html").write_text(dom.stdout)  # for diagnosing a failure
         pills = re.findall(r'title="ground_truth: ([^"]+)"', dom.stdout)
@@ -161,6 +162,7 @@ def test_app_renders_in_headless_chromium(fo: Any, tmp_path: Path) -> None:  # n
             picture = _chromium(f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={shot}", url)
             if picture.returncode == 0 and shot.stat().st_size > 50_000:
                 break
+            time.sleep(3)
         assert picture.returncode == 0 and shot.stat().st_size > 50_000, "the screenshot shows no grid"
         docs_image = ROOT / "docs" / "img" / "review_app.png"
         if not docs_image.exists():  # the docs keep their (richer) picture once there is one
@@ -168,11 +170,12 @@ def test_app_renders_in_headless_chromium(fo: Any, tmp_path: Path) -> None:  # n
             shutil.copyfile(shot, docs_image)
 
         # The App keeps the current view server-side, so open saved views explicitly (last).
-        for _attempt in range(3):
+        for _attempt in range(8):  # under load the saved view's grid can take several page loads
             view_dom = _chromium(f"--user-data-dir={tmp_path / 'chrome'}", "--dump-dom", url + "?view=merged-by-policy")
             merged = set(re.findall(r'title="ground_truth: ([^"]+)"', view_dom.stdout))
             if merged:
                 break
+            time.sleep(3)
         assert merged and merged <= {"Contempt", "None", "Uncertain", "No-Face"}, merged
     finally:
         _stop(launcher, server_pids, port)
