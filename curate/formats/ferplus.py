@@ -505,20 +505,23 @@ def pixels_to_text(pixels: Any, *, chunk_rows: int = 4096) -> pl.Series:
     return pl.concat(parts)
 
 
+def pixel_column(pixels: Any) -> pl.Series:
+    """The ``pixels`` text column from a uint8 image array, pixel strings, or a String Series."""
+    if isinstance(pixels, pl.Series) and pixels.dtype == pl.String:
+        return pixels.alias("pixels")
+    if isinstance(pixels, np.ndarray):
+        return pixels_to_text(pixels)
+    return pl.Series("pixels", list(pixels), dtype=pl.String)
+
+
 def write_fer2013(path: str | Path, emotion: Any, pixels: Any, usage: Sequence[str]) -> Path:
     """Write ``fer2013.csv``; ``pixels`` is a uint8 image array or a sequence of pixel strings."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(pixels, pl.Series) and pixels.dtype == pl.String:
-        text = pixels
-    elif isinstance(pixels, np.ndarray):
-        text = pixels_to_text(pixels)
-    else:
-        text = pl.Series("pixels", list(pixels), dtype=pl.String)
     frame = pl.DataFrame(
         {
             "emotion": pl.Series(np.asarray(emotion, dtype=np.int64)),
-            "pixels": text,
+            "pixels": pixel_column(pixels),
             "Usage": pl.Series(list(usage), dtype=pl.String),
         }
     )
@@ -542,12 +545,7 @@ def write_fer2013_copy(out: str | Path, copy: str, emotion: Any, pixels: Any, us
     if copy == "fer2013":
         return [write_fer2013(out / FER2013_FILE, emotion, pixels, usage)]
     out.mkdir(parents=True, exist_ok=True)
-    if isinstance(pixels, pl.Series) and pixels.dtype == pl.String:
-        text = pixels.alias("pixels")
-    elif isinstance(pixels, np.ndarray):
-        text = pixels_to_text(pixels)
-    else:
-        text = pl.Series("pixels", list(pixels), dtype=pl.String)
+    text = pixel_column(pixels)
     frame = pl.DataFrame(
         {
             "emotion": pl.Series(np.asarray(emotion, dtype=np.int64)),
