@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from etils import epath
@@ -108,16 +108,6 @@ def share_warning(dataset: str, split: str, rows_in: int, reasons: Mapping[str, 
         f"({rejected / rows_in:.0%}, over the {REJECT_WARNING_SHARE:.0%} warning share): {top_reasons(reasons)}"
     )
     return text + (f"; check {hint}" if hint else "") + f"; see rejects-{split}.jsonl in the dataset's folder"
-
-
-def write_failed_rejects(records: Sequence[Mapping[str, Any]], path: epath.PathLike) -> epath.Path:
-    """The rejects of a split that failed, as JSON lines outside the (deleted) temporary folder."""
-    path = epath.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(dict(record), sort_keys=False, default=str) + "\n")
-    return path
 
 
 def listing(manual_dir: epath.PathLike, limit: int = LISTED_ENTRIES) -> str:

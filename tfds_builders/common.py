@@ -587,7 +587,7 @@ class ManualDownloadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=T
         records = ledger.records.get(split, [])
         failed = epath.Path(self.data_path).parent / f"rejects-{split}.failed.jsonl"
         try:
-            build_errors.write_failed_rejects(records, failed)
+            write_json_lines(records, failed)
         except OSError:
             failed = None
         hint = build_errors.missing_folder_hint(records, self._manual_dir) if self._manual_dir else ""

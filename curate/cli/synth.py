@@ -7,7 +7,7 @@ written (split and class counts, injected quirks, manifest and noise-ledger path
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -40,6 +40,15 @@ AnnotationsOnly = Annotated[
     bool, typer.Option("--annotations-only", help="Write the annotation files at full size, without images.")
 ]
 Workers = Annotated[int | None, typer.Option(help="Processes drawing images (default: number of CPUs).")]
+
+
+def _generate(generate: Any, out: Path, **options: Any) -> None:
+    """Run a generator; its refusals (ValueError, OSError) become one-line errors, its report is printed."""
+    try:
+        report = generate(out, **options)
+    except (ValueError, OSError) as error:
+        fail(str(error))
+    _report(report)
 
 
 def _report(report: SynthReport) -> None:
@@ -76,20 +85,17 @@ def synth_affectnet(
     """Fake AffectNet (original or cropped layout) with the release's quirks."""
     from curate.synth.affectnet import generate_affectnet
 
-    try:
-        report = generate_affectnet(
-            out,
-            layout=layout,
-            scale=scale,
-            seed=seed,
-            label_noise=label_noise,
-            annotations_only=annotations_only,
-            workers=workers,
-            validation_scale=validation_scale,
-        )
-    except (ValueError, OSError) as error:
-        fail(str(error))
-    _report(report)
+    _generate(
+        generate_affectnet,
+        out,
+        layout=layout,
+        scale=scale,
+        seed=seed,
+        label_noise=label_noise,
+        annotations_only=annotations_only,
+        workers=workers,
+        validation_scale=validation_scale,
+    )
 
 
 @synth_app.command("ferplus")
@@ -119,20 +125,17 @@ def synth_ferplus(
     """Fake FERPlus: a FER2013 copy (48x48 pixels, fer2013.csv by default) aligned with fer2013new.csv (votes)."""
     from curate.synth.ferplus import generate_ferplus
 
-    try:
-        report = generate_ferplus(
-            out,
-            scale=scale,
-            seed=seed,
-            label_noise=label_noise,
-            annotations_only=annotations_only,
-            votes_from=votes_from,
-            copy=copy,
-            workers=workers,
-        )
-    except (ValueError, OSError) as error:
-        fail(str(error))
-    _report(report)
+    _generate(
+        generate_ferplus,
+        out,
+        scale=scale,
+        seed=seed,
+        label_noise=label_noise,
+        annotations_only=annotations_only,
+        votes_from=votes_from,
+        copy=copy,
+        workers=workers,
+    )
 
 
 @synth_app.command("rafdb")
@@ -157,17 +160,14 @@ def synth_rafdb(
     """Fake RAF-DB basic: label list, original and aligned images, annotation files (or another copy, --layout)."""
     from curate.synth.rafdb import generate_rafdb
 
-    try:
-        report = generate_rafdb(
-            out,
-            scale=scale,
-            seed=seed,
-            label_noise=label_noise,
-            annotations_only=annotations_only,
-            layout=layout,
-            labels_csv=labels_csv,
-            workers=workers,
-        )
-    except (ValueError, OSError) as error:
-        fail(str(error))
-    _report(report)
+    _generate(
+        generate_rafdb,
+        out,
+        scale=scale,
+        seed=seed,
+        label_noise=label_noise,
+        annotations_only=annotations_only,
+        layout=layout,
+        labels_csv=labels_csv,
+        workers=workers,
+    )
