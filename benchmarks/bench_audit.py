@@ -12,29 +12,38 @@ round (brightness, contrast, gamma, small crop, horizontal flip besides the thre
 reports recall per edit, with the thumbnails compared after the rank transform (the audit)
 and as raw grey levels (before).
 
+Then decode-and-hash throughput: the audit from the sources and from a ``tfds build
+affectnet --config crop224`` of the same ``--throughput-n`` images (``--tfds-dir``: the stored
+crops), against that build's own examples/s measured in the same run.
+
 Last, the near search alone (:mod:`curate.near_search`) on random 256-bit hashes with planted
 pairs (:func:`curate.near_search.planted_hashes`; a fifth of them exactly at the threshold,
-the rest 0-36 bits apart): today's exact NumPy blocks at ``--pairs-n`` (the baseline), faiss
-``IndexBinaryIVF`` and ``IndexBinaryMultiHash`` on the same hashes (multi-index hashing on
-``--multihash-n`` of them: it is slow at this radius), and IVF at ``--large-n``, where exact
-search does not fit in the time, with the recall of its planted pairs. Prints a Markdown
-section. Usage::
+the rest 0-36 bits apart): today's exact NumPy blocks at ``--pairs-n`` (the baseline), our
+bit-sampling LSH and faiss ``IndexBinaryIVF`` on the same hashes, faiss
+``IndexBinaryMultiHash`` on ``--multihash-n`` of them (it is slow at this radius), and LSH
+and IVF at ``--large-n``, where exact search does not fit in the time, with the recall of
+the planted pairs (all, and those exactly at the radius). Prints a Markdown section.
+Usage::
 
     python benchmarks/bench_audit.py [--scale 0.005] [--inject 60] [--edits 5] [--workers N]
-        [--pairs-n 50000] [--large-n 500000] [--multihash-n 20000]
+        [--pairs-n 50000] [--large-n 500000] [--multihash-n 20000] [--throughput-n 20000]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_tfds_build, run as a script or -m
 
 
 def table(rows: list[tuple[str, ...]]) -> None:
@@ -115,61 +124,60 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - started
 
 
+def _pairs(result) -> set[tuple[int, int]]:
+    i, j, _ = result
+    return set(zip(i.tolist(), j.tolist(), strict=True))
+
+
 def index_comparison(args) -> list[tuple]:
-    """(label, n, seconds, pairs found, recall) of each search on planted random hashes."""
+    """(label, n, seconds, pairs found, recall, baseline seconds) of each search on planted random hashes."""
     from curate import near_search as ns
 
     radius = 36
     out = []
     small, _ = ns.planted_hashes(args.pairs_n, args.pairs_n // 100, seed=args.seed, threshold_share=0.2)
-    (ei, ej, _), exact_s = timed(ns.near_pairs, small, radius, method="exact")
-    exact = set(zip(ei.tolist(), ej.tolist(), strict=True))
+    exact_pairs, exact_s = timed(ns.near_pairs, small, radius, method="exact")
+    exact = _pairs(exact_pairs)
     out.append(("exact NumPy blocks (today, baseline)", args.pairs_n, exact_s, len(exact), 1.0, exact_s))
-    (ii, ij, _), ivf_s = timed(ns.near_pairs, small, radius, method="ivf")
-    found = set(zip(ii.tolist(), ij.tolist(), strict=True))
-    out.append(("faiss IndexBinaryIVF", args.pairs_n, ivf_s, len(found), len(found & exact) / len(exact), exact_s))
-    m = args.multihash_n
-    sub = small[:m]
-    (si, sj, _), sub_exact_s = timed(ns.near_pairs, sub, radius, method="exact")
-    (mi, mj, _), mh_s = timed(ns.near_pairs, sub, radius, method="multihash")
-    sub_exact = set(zip(si.tolist(), sj.tolist(), strict=True))
-    mh = set(zip(mi.tolist(), mj.tolist(), strict=True))
+    for label, method in (("bit-sampling LSH, Polars joins (ours)", "lsh"), ("faiss IndexBinaryIVF", "ivf")):
+        result, seconds = timed(ns.near_pairs, small, radius, method=method)
+        found = _pairs(result)
+        out.append((label, args.pairs_n, seconds, len(found), len(found & exact) / len(exact), exact_s))
+    sub = small[: args.multihash_n]
+    sub_pairs, sub_exact_s = timed(ns.near_pairs, sub, radius, method="exact")
+    mh_pairs, mh_s = timed(ns.near_pairs, sub, radius, method="multihash")
+    sub_exact, mh = _pairs(sub_pairs), _pairs(mh_pairs)
+    out.append(("exact NumPy blocks", args.multihash_n, sub_exact_s, len(sub_exact), 1.0, sub_exact_s))
     recall = len(mh & sub_exact) / max(len(sub_exact), 1)
-    out.append(("exact NumPy blocks", m, sub_exact_s, len(sub_exact), 1.0, sub_exact_s))
-    out.append(("faiss IndexBinaryMultiHash (exact)", m, mh_s, len(mh), recall, sub_exact_s))
+    out.append(("faiss IndexBinaryMultiHash (exact)", args.multihash_n, mh_s, len(mh), recall, sub_exact_s))
     large, large_truth = ns.planted_hashes(args.large_n, 5000, seed=args.seed + 1, threshold_share=0.2)
-    memory = ns.memory_needed("ivf", args.large_n)
-    (li, lj, _), large_s = timed(ns.near_pairs, large, radius, method="ivf")
-    found = set(zip(li.tolist(), lj.tolist(), strict=True))
     planted = set(map(tuple, large_truth.tolist()))
     at_threshold = {p for p in planted if int(np.bitwise_count(large[p[0]] ^ large[p[1]]).sum()) == radius}
     extrapolated = exact_s * (args.large_n / args.pairs_n) ** 2
-    out.append(
-        ("faiss IndexBinaryIVF", args.large_n, large_s, len(found), len(found & planted) / len(planted), extrapolated)
-    )
-    out.append(
-        (
-            "  of which planted exactly at 36 bits",
-            len(at_threshold),
-            None,
-            len(found & at_threshold),
-            len(found & at_threshold) / max(len(at_threshold), 1),
-            None,
-        )
-    )
-    out.append(("memory estimate (ivf, bytes)", args.large_n, None, memory, None, None))
+    for label, method in (("bit-sampling LSH, Polars joins (ours)", "lsh"), ("faiss IndexBinaryIVF", "ivf")):
+        result, seconds = timed(ns.near_pairs, large, radius, method=method)
+        found = _pairs(result)
+        out.append((label, args.large_n, seconds, len(found), len(found & planted) / len(planted), extrapolated))
+        hits = len(found & at_threshold)
+        out.append((f"  of which planted exactly at {radius} bits", len(at_threshold), None, hits,
+                    hits / max(len(at_threshold), 1), None))  # fmt: skip
+    out.append(("memory estimate (lsh, bytes)", args.large_n, None, ns.memory_needed("lsh", args.large_n), None, None))
     return out
 
 
 def print_search(search, args) -> None:
     from curate import near_search as ns
 
+    k, tables = ns.lsh_shape(args.large_n, 256, 36)
+    small_k, small_tables = ns.lsh_shape(args.pairs_n, 256, 36)
     print(
-        f"Near search alone, random 256-bit hashes with planted pairs, radius 36; faiss with "
-        f"{_threads()} thread(s), IVF {ns.ivf_lists(args.large_n)} lists at {args.large_n:,} "
-        f"({ns.ivf_lists(args.pairs_n)} at {args.pairs_n:,}), {ns.IVF_NPROBE} probed. Recall: share of the "
-        "exact search's pairs found (at the large size: of the planted pairs; exact search is not run there). "
-        "Time ratio: against exact NumPy blocks on the same hashes (at the large size: extrapolated as n²).\n"
+        f"Near search alone, random 256-bit hashes with planted pairs (a fifth exactly at the radius), radius 36. "
+        f"LSH: {k} key bits x {tables} tables at {args.large_n:,} ({small_k} x {small_tables} at {args.pairs_n:,}), "
+        f"chosen so a pair at the radius is missed with probability <= {ns.LSH_MISS}; faiss with {_threads()} "
+        f"thread(s), IVF {ns.ivf_lists(args.large_n)} lists at {args.large_n:,} ({ns.ivf_lists(args.pairs_n)} at "
+        f"{args.pairs_n:,}), {ns.IVF_NPROBE} probed. Recall: share of the exact search's pairs found (at the large "
+        "size: of the planted pairs; exact search is not run there). Time ratio: against exact NumPy blocks on "
+        "the same hashes (at the large size: extrapolated as n²).\n"
     )
     rows = [("search", "hashes", "seconds", "pairs", "recall", "time / exact")]
     for label, n, seconds, pairs, recall, base in search:
@@ -182,9 +190,60 @@ def print_search(search, args) -> None:
     table(rows)
     memory = next(row for row in search if row[0].startswith("memory"))
     print(
-        f"\nMemory planned before building the IVF index for {memory[1]:,} hashes: {memory[3] / 2**20:.0f} MiB "
+        f"\nMemory planned before the LSH search of {memory[1]:,} hashes: {memory[3] / 2**20:.0f} MiB "
         "(near_search.check_memory refuses with one line when it exceeds 80 % of the available memory).\n"
     )
+
+
+def throughput(args) -> dict[str, float]:
+    """Decode-and-hash images/s of the audit (sources; a TFDS build) against ``tfds build`` on the same images."""
+    import bench_tfds_build as build_bench
+
+    from curate import audit
+    from curate.audit_tfds import hash_tfds
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    manual = build_bench.generate(args.throughput_n, work, args.seed)
+    data_dir = work / f"tfds-{args.throughput_n}"
+    command = [str(build_bench.PYTHON), build_bench.__file__, "tfds", "build", "affectnet", "--imports",
+               "tfds_builders", "--config", "crop224", f"--manual_dir={manual}", f"--data_dir={data_dir}"]  # fmt: skip
+    import tensorflow  # noqa: F401 - its start-up stays outside the timers, as for the build
+
+    images = audit.load_images("affectnet", manual)
+    build_s, sources_s, built_s = [], [], []
+    for _ in range(2):  # interleaved, best of two each (the machine is shared)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        _, _, output = build_bench.run_measured(command, cwd=work)
+        build_s.append(json.loads(output.strip().splitlines()[-1])["download_and_prepare_seconds"])
+        _, seconds = timed(audit.hash_images, images, workers=args.workers)
+        sources_s.append(seconds)
+        built, seconds = timed(hash_tfds, data_dir, "affectnet", workers=args.workers)
+        built_s.append(seconds)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    build_s, sources_s, built_s = min(build_s), min(sources_s), min(built_s)
+    return {
+        "images": images.height, "built": built.height, "build": built.height / build_s,
+        "sources": images.height / sources_s, "tfds": built.height / built_s,
+    }  # fmt: skip
+
+
+def print_throughput(rates: dict[str, float], args) -> None:
+    print(
+        f"Decode-and-hash throughput on {rates['images']:,} synthetic AffectNet images (original layout, "
+        f"`bench_tfds_build.py`'s generator; {rates['built']:,} built), {args.workers} worker process(es), "
+        "in the same run as `tfds build affectnet --config crop224` on the same images (TensorFlow start-up "
+        "outside every timer; best of two interleaved runs each):\n"
+    )
+    table([
+        ("step", "images/s", "ratio to the build"),
+        ("`tfds build` (decode, crop, resize, encode, write)", f"{rates['build']:,.0f}", "1.00"),
+        ("audit from the sources (decode, SHA-256, pHash, thumbnail)", f"{rates['sources']:,.0f}",
+         f"{rates['sources'] / rates['build']:.2f}"),
+        ("audit from the build (`--tfds-dir`: the stored 224 px crops)", f"{rates['tfds']:,.0f}",
+         f"{rates['tfds'] / rates['build']:.2f}"),
+    ])  # fmt: skip
+    print()
 
 
 def _threads() -> int:
@@ -205,6 +264,8 @@ def main() -> None:
     parser.add_argument("--large-n", type=int, default=500_000, help="hashes for the index at full size")
     parser.add_argument("--multihash-n", type=int, default=20_000, help="hashes for the multi-index hashing timing")
     parser.add_argument("--edits", type=int, default=5, help="copies of each edit kind to inject")
+    parser.add_argument("--throughput-n", type=int, default=20_000, help="images for the throughput comparison")
+    parser.add_argument("--work", default="/tmp/bench_tfds_build", help="cache of generated manual dirs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -238,6 +299,7 @@ def main() -> None:
 
         edits = edit_recall(fresh, args)
 
+    rates = throughput(args)
     search = index_comparison(args)
     print("## Duplicate audit (curate.audit)\n")
     print(
@@ -276,6 +338,7 @@ def main() -> None:
         + f". Decoding + hashing took {hashed_s:.2f} s of the audit's {audit_s:.2f} s.\n"
     )
     print_edits(*edits)
+    print_throughput(rates, args)
     print_search(search, args)
 
 

@@ -44,7 +44,7 @@ injected copies, 5,943 distinct-face pairs within 70 bits): true pairs within th
 threshold <= 10.3 but one saturated brightness copy (22.8), distinct faces >= 12.8, hence 11.
 A horizontal flip changes the pHash (distance > 70) and a 5 % tighter face box moves it as
 far: neither is found. The search (:mod:`curate.near_search`) is exact all pairs for small
-sets and a faiss ``IndexBinaryIVF`` for large ones (``method=``).
+sets and bit-sampling LSH as Polars joins for large ones (``method=``).
 
 Valence/arousal outliers (:func:`va_outliers`): per label, the robust centre is the median
 of valence and of arousal and the scale 1.4826·MAD of each (floored at
@@ -61,10 +61,10 @@ import hashlib
 import io
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -151,20 +151,33 @@ def load_images(dataset: str, manual_dir: str | os.PathLike[str]) -> pl.DataFram
     return out
 
 
+class RelativeBox(NamedTuple):
+    """A face box in fractions of the image's size (a TFDS ``BBoxFeature``: the stored image's box)."""
+
+    ymin: float
+    xmin: float
+    ymax: float
+    xmax: float
+
+
 def _open_image(task: tuple[Any, ...]) -> Any:
+    """The image of one task: a path, the encoded bytes of a built dataset, or FERPlus pixel text."""
     from PIL import Image
 
-    path, box, pixels = task
+    source, _, pixels = task
     if pixels is not None:
         values = np.asarray(pixels.split(), dtype=np.uint8)
         side = int(round(np.sqrt(values.size)))
         return Image.fromarray(values.reshape(side, side), mode="L")
-    image = Image.open(path)
+    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     image.load()
     return image
 
 
 def _face_crop(image: Any, box: Any) -> Any:
+    if isinstance(box, RelativeBox):
+        box = (box.xmin * image.width, box.ymin * image.height,
+               (box.xmax - box.xmin) * image.width, (box.ymax - box.ymin) * image.height)  # fmt: skip
     if box is None or any(v is None for v in box):
         return image
     x, y, w, h = (float(v) for v in box)
@@ -199,6 +212,41 @@ def _hash_chunk(tasks: list[tuple[Any, ...]]) -> list[tuple[bytes, bytes, bytes]
     return out
 
 
+def hash_chunks(chunks: Iterable[list[tuple[Any, ...]]], *, workers: int | None = None) -> Iterator[list[Any]]:
+    """:func:`_hash_chunk` of each chunk of tasks, in order, on ``workers`` processes.
+
+    At most two chunks per worker are in flight, so a stream of encoded images (a built
+    dataset) is never all in memory at once.
+    """
+    workers = max(1, workers or os.cpu_count() or 1)
+    if workers == 1:
+        yield from map(_hash_chunk, chunks)
+        return
+    import multiprocessing
+    from collections import deque
+
+    context = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Any] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_hash_chunk, chunk))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def hashed_frame(meta: pl.DataFrame, results: Sequence[tuple[bytes, bytes, bytes] | None]) -> pl.DataFrame:
+    """``meta``'s ``id, dataset, split`` plus the hash columns of :func:`hash_images`."""
+    ok = [r is not None for r in results]
+    return meta.select("id", "dataset", "split").with_columns(
+        pl.Series("ok", ok, dtype=pl.Boolean),
+        pl.Series("sha256", [r[0] if r else None for r in results], dtype=pl.Binary),
+        pl.Series("phash", [r[1] if r else None for r in results], dtype=pl.Binary),
+        pl.Series("thumb", [r[2] if r else None for r in results], dtype=pl.Binary),
+    )
+
+
 def hash_images(images: pl.DataFrame, *, workers: int | None = None) -> pl.DataFrame:
     """Decode and hash every image with a process pool.
 
@@ -213,21 +261,8 @@ def hash_images(images: pl.DataFrame, *, workers: int | None = None) -> pl.DataF
     tasks = list(zip(paths, boxes, pixels, strict=True))
     chunks = [tasks[i : i + HASH_CHUNK] for i in range(0, len(tasks), HASH_CHUNK)]
     workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
-    if workers == 1 or len(chunks) <= 1:
-        results = [r for chunk in chunks for r in _hash_chunk(chunk)]
-    else:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = [r for part in pool.map(_hash_chunk, chunks) for r in part]
-    ok = [r is not None for r in results]
-    return images.select("id", "dataset", "split").with_columns(
-        pl.Series("ok", ok, dtype=pl.Boolean),
-        pl.Series("sha256", [r[0] if r else None for r in results], dtype=pl.Binary),
-        pl.Series("phash", [r[1] if r else None for r in results], dtype=pl.Binary),
-        pl.Series("thumb", [r[2] if r else None for r in results], dtype=pl.Binary),
-    )
+    results = [r for part in hash_chunks(chunks, workers=workers) for r in part]
+    return hashed_frame(images, results)
 
 
 # --------------------------------------------------------------------------------------

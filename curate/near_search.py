@@ -9,32 +9,46 @@ most ``max_distance``, with the distance, by one of :data:`METHODS`:
 * ``"exact"`` -- all pairs, vectorised NumPy (XOR + ``bitwise_count`` in blocks); about
   ``2 n²`` word popcounts, single-threaded: 50k hashes in seconds, 500k in many minutes.
   The reference: every other method is measured against it.
+* ``"lsh"`` -- bit-sampling locality-sensitive hashing run as Polars hash joins: identical
+  hashes are collapsed, then each of ``L`` tables keys every hash by ``k`` bits drawn at
+  random (seeded) and joins the hashes on that key; the candidates of each table are verified
+  at once (XOR + popcount). A pair ``d`` bits apart shares a table's key with probability
+  ``C(bits - d, k) / C(bits, k)``; :func:`lsh_shape` picks ``k`` from ``n`` (chance
+  candidates stay about ``n / 4`` per table) and ``L`` so that a pair exactly at the radius is
+  missed by every table with probability at most :data:`LSH_MISS`. Approximate, never a false pair.
 * ``"ivf"`` -- faiss ``IndexBinaryIVF``: inverted lists around ``nlist`` hashes drawn at random;
   each hash looks in the ``nprobe`` lists nearest to it and keeps what is within the radius. Approximate; both
   directions of a pair are searched (``a`` finds ``b`` or ``b`` finds ``a``). Multi-threaded.
 * ``"multihash"`` -- faiss ``IndexBinaryMultiHash`` (multi-index hashing): the hash is cut into
   ``nhash`` substrings; a pair within ``r`` bits agrees within ``floor(r / nhash)`` bits on one
   of them (pigeonhole), so probing every substring with that many flipped bits is *exact*.
-* ``"auto"`` (default) -- ``exact`` below :data:`AUTO_EXACT_MAX` hashes, else ``ivf``.
+* ``"auto"`` (default) -- ``exact`` below :data:`AUTO_EXACT_MAX` hashes, else ``lsh``.
 
 Decision
 --------
 Measured by ``benchmarks/bench_audit.py`` (random 256-bit hashes with planted pairs at 0-36
-bits, a fifth exactly at 36; 2 cores shared with other jobs, so the times are indicative and
-the ratios, taken in the same run, are what to read): at 20k hashes faiss'
-``IndexBinaryMultiHash`` (16 substrings of 16 bits, 2 flips: exact) took 3.2x the time of
-the NumPy blocks -- at a radius of 14 % of the bits it probes 16 x 137 buckets of a
-``std::unordered_map`` per query. ``IndexBinaryIVF`` found every pair at 50k in 0.07x the
-exact time, and at 500k 99.2 % of the planted pairs (97.4 % of those exactly at 36 bits) in
-0.024x the exact search's extrapolated time (2.4x exact at 50k; 119 s here, about 20 s on two
-idle cores by that ratio). Hence ``auto`` = ``ivf`` above :data:`AUTO_EXACT_MAX`. An early run
-of ``IndexBinaryHNSW`` (kNN, M 32, ef 64, 50k hashes) reached 99.95 % at 36 bits, but its
-build alone took longer than IVF's build and search together, it grows as n log n, and a kNN
-search needs a ``k`` larger than the largest group of copies. IVF list centres are hashes
-drawn at random rather than k-means centroids: faiss trains binary k-means on float copies
-of the hashes, which at 4,096 lists costs more than the search. The near candidates are
-verified on thumbnails afterwards (:func:`curate.audit.pairs_from_hashes`), so an index
-that returns extra candidates costs time, not precision.
+bits, a fifth exactly at 36; 2 cores; times are indicative, the ratios taken in the same run
+are what to read). At a radius of 14 % of the bits, faiss' indexes do a lot of work on
+hashes that carry no cluster structure:
+
+* ``IndexBinaryMultiHash`` (16 substrings of 16 bits, 2 flips: exact) took about 2x the time
+  of the NumPy blocks at 20k -- it probes 16 x 137 buckets of a ``std::unordered_map`` per query.
+* ``IndexBinaryIVF`` (4,096 lists, 128 probed) at 500k on two idle cores: 41 s, 99.2 % of the
+  planted pairs but 97.4 % of those exactly at the radius; 192 probes reach 99.0 % in 56 s.
+  Profiled: ranking 128 of 4,096 list centres per query alone is 13 s, scanning 15,600
+  codes per query the rest -- faiss runs at the popcount's speed, the index just looks at too
+  much. Its centres are hashes drawn at random: faiss trains binary k-means on float copies,
+  which at 4,096 lists costs more than the search.
+* ``lsh`` at 500k: 12-14 s (k 20, 123 tables) with 99.9 % of the pairs exactly at the radius,
+  0.05x IVF's work at 50k against exact. Hence ``auto`` = ``lsh`` above :data:`AUTO_EXACT_MAX`.
+  The Polars joins (multi-threaded, hashed) do the heavy part; what is ours is drawing the keys.
+* An early ``IndexBinaryHNSW`` run (kNN, M 32, ef 64, 50k hashes) reached 99.95 % at 36 bits,
+  but its build alone took longer than IVF's build and search together, it grows as
+  n log n, and a kNN search needs a ``k`` larger than the largest group of copies.
+
+The near candidates are verified on thumbnails afterwards
+(:func:`curate.audit.pairs_from_hashes`), so a search that returns extra candidates would
+cost time, not precision (none of these does: each keeps only pairs within the radius).
 
 Memory: :func:`check_memory` estimates what a method needs (bytes per hash x n plus the
 index's fixed overhead) and refuses with one line when it exceeds the available memory.
@@ -53,9 +67,13 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Search methods of :func:`near_pairs`.
-METHODS: tuple[str, ...] = ("auto", "exact", "ivf", "multihash")
-#: ``auto`` searches all pairs exactly up to this many hashes, above it uses ``ivf``.
+METHODS: tuple[str, ...] = ("auto", "exact", "lsh", "ivf", "multihash")
+#: ``auto`` searches all pairs exactly up to this many hashes, above it uses ``lsh``.
 AUTO_EXACT_MAX = 20_000
+#: ``lsh``: largest chance that a pair exactly at the radius is missed by every table.
+LSH_MISS = 0.005
+#: ``lsh``: fewest key bits per table (small inputs).
+LSH_MIN_KEY_BITS = 8
 #: Inverted lists of the ``ivf`` method (capped so each list holds about 100 hashes or more).
 IVF_NLIST = 4096
 #: Lists probed per query by ``ivf``. Measured at 500k (planted pairs, seed 1): 128 finds
@@ -78,7 +96,7 @@ def _check_method(method: str) -> str:
 def resolve_method(method: str, n: int) -> str:
     """The concrete method ``method`` means for ``n`` hashes (``auto`` -> ``exact`` or ``ivf``)."""
     if _check_method(method) == "auto":
-        return "exact" if n <= AUTO_EXACT_MAX else "ivf"
+        return "exact" if n <= AUTO_EXACT_MAX else "lsh"
     return method
 
 
@@ -101,6 +119,10 @@ def memory_needed(method: str, n: int, bits: int = 256, *, block: int = 512, wid
     results = 64 * n
     if method == "exact":
         return code * n + block * min(width, max(n, 1)) * (2 + 8 + 8) + results
+    if method == "lsh":
+        # the hashes twice (frame + distinct copy), row ids and groups, one table's keys and
+        # its join (about n / 4 chance candidates of two uint32 plus their XOR words)
+        return n * (2 * code + 8 + 16 + 12) + (n // 4 + 1) * (8 + 2 * code) + results
     if method == "ivf":
         return n * (code + 8) + (n + 1) * code + ivf_lists(n) * code + results
     nhash, b = _multihash_shape(bits)
@@ -150,7 +172,7 @@ def near_pairs(
     nprobe : int
         ``ivf``: lists probed per query.
     seed : int
-        ``ivf``: draws the list centres.
+        ``ivf``: draws the list centres; ``lsh``: draws each table's key bits.
     """
     h = np.ascontiguousarray(hashes, dtype=np.uint64)
     if h.ndim == 1:
@@ -162,6 +184,8 @@ def near_pairs(
     check_memory(method, n, 64 * h.shape[1])
     if method == "exact":
         return _exact_pairs(h, max_distance, block=block, width=width)
+    if method == "lsh":
+        return _lsh_pairs(h, max_distance, seed=seed)
     return _faiss_pairs(h, max_distance, method=method, nprobe=nprobe, seed=seed)
 
 
@@ -189,6 +213,67 @@ def _exact_pairs(h: np.ndarray, max_distance: int, *, block: int, width: int) ->
     if not out_i:
         return _empty()
     return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d)
+
+
+def lsh_shape(n: int, bits: int, max_distance: int) -> tuple[int, int]:
+    """(key bits ``k``, tables ``L``) of the ``lsh`` method for ``n`` distinct hashes.
+
+    ``k`` makes a chance collision of two unrelated hashes in one table about ``1 / (2 n)``
+    likely (``k = ceil(log2 n) + 1``: about ``n / 4`` chance candidates per table); ``L`` is the
+    fewest tables with which a pair exactly ``max_distance`` apart is missed by all of them with
+    probability at most :data:`LSH_MISS` (closer pairs are missed less often).
+    """
+    k = int(min(max(bits - max_distance, 1), max(LSH_MIN_KEY_BITS, int(np.ceil(np.log2(max(n, 2)))) + 1)))
+    # the chance that k key bits drawn without replacement avoid all max_distance differing bits
+    p = float(np.prod([(bits - max_distance - i) / (bits - i) for i in range(k)]))
+    tables = 1 if p >= 1 else int(np.ceil(np.log(LSH_MISS) / np.log1p(-p)))
+    return k, tables
+
+
+def _lsh_pairs(h: np.ndarray, max_distance: int, *, seed: int) -> tuple[np.ndarray, ...]:
+    """Bit-sampling LSH as Polars hash joins: distinct hashes agreeing on ``k`` drawn bits, verified.
+
+    Identical hashes are collapsed first (a group of copies would otherwise meet itself in
+    every table); each table's candidates are verified at once, so only true pairs are kept.
+    """
+    import polars as pl
+
+    n, words = h.shape
+    bits = 64 * words
+    hashes = pl.DataFrame({f"w{w}": h[:, w] for w in range(words)}).with_row_index("row")
+    distinct = (
+        hashes.group_by([f"w{w}" for w in range(words)])
+        .agg(pl.col("row"))
+        .with_columns(pl.col("row").list.min().alias("first"))
+        .sort("first")
+    )  # distinct hashes in order of first appearance: the same tables for the same input
+    u = np.ascontiguousarray(distinct.select([f"w{w}" for w in range(words)]).to_numpy(), dtype=np.uint64)
+    k, tables = lsh_shape(len(u), bits, max_distance)
+    rng = np.random.default_rng([seed, bits, max_distance])
+    slot = pl.Series("slot", np.arange(len(u), dtype=np.uint32))
+    found = []
+    for _ in range(tables if len(u) > 1 else 0):
+        key = np.zeros(len(u), dtype=np.uint64)
+        for position, bit in enumerate(rng.choice(bits, k, replace=False).tolist()):
+            key |= ((u[:, bit // 64] >> np.uint64(bit % 64)) & np.uint64(1)) << np.uint64(position)
+        table = pl.DataFrame({"key": key, "slot": slot}).filter(pl.col("key").is_duplicated())
+        pairs = table.join(table, on="key", suffix="_b").filter(pl.col("slot") < pl.col("slot_b"))
+        a, b = pairs["slot"].to_numpy(), pairs["slot_b"].to_numpy()
+        near = np.bitwise_count(u[a] ^ u[b]).sum(axis=1) <= max_distance
+        found.append(pl.DataFrame({"a": a[near], "b": b[near]}))
+    slot_pairs = pl.concat(found).unique() if found else pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32})
+    # back to rows: every member of one hash's group against every member of the other's, and
+    # the members of one group among themselves (distance 0)
+    members = distinct.select(pl.col("row")).with_columns(slot.alias("a")).explode("row")
+    across = (
+        slot_pairs.join(members, on="a")
+        .join(members.rename({"a": "b", "row": "row_b"}), on="b")
+        .select(pl.min_horizontal("row", "row_b").alias("i"), pl.max_horizontal("row", "row_b").alias("j"))
+    )
+    within = members.join(members, on="a", suffix="_b").filter(pl.col("row") < pl.col("row_b"))
+    result = pl.concat([across, within.select(pl.col("row").alias("i"), pl.col("row_b").alias("j"))]).sort("i", "j")
+    i, j = result["i"].to_numpy().astype(np.int64), result["j"].to_numpy().astype(np.int64)
+    return i, j, np.bitwise_count(h[i] ^ h[j]).sum(axis=1).astype(np.uint16)
 
 
 def _multihash_shape(bits: int) -> tuple[int, int]:

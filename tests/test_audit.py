@@ -187,11 +187,41 @@ def test_cli_duplicates_stores_pairs(injected, tmp_path):
     assert stored == pairs.height
 
 
+def test_cli_duplicates_from_a_tfds_build(injected, tmp_path):
+    # the builder's stored crops are hashed instead of the sources: the same injected copies
+    # are found (exact copies stay exact: the builder stores the same pixels for both)
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401  (registers the builders)
+
+    work, truth = injected
+    data_dir = tmp_path / "tfds"
+    builder = tfds.builder("affectnet", config="crop224", data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(work)))
+    out = tmp_path / "pairs.parquet"
+    args = ["audit", "duplicates", "-d", "affectnet", "--tfds-dir", str(data_dir), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--workers", "2", "-w", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    built = builder.info.splits.total_num_examples
+    assert f"{built:,} images from affectnet" in result.output
+    pairs = pl.read_parquet(out)
+    assert audit.score_pairs(pairs, truth)["recall"] >= 0.95
+    exact = truth.filter(pl.col("kind") == "exact")
+    assert audit.score_pairs(pairs.filter(pl.col("kind") == "exact"), exact)["recall"] == 1.0
+    # from the sources, for comparison: the same pairs among the injected ones
+    hashed = audit.hash_images(audit.load_images("affectnet", work), workers=2)
+    assert audit.score_pairs(audit.pairs_from_hashes(hashed), truth)["recall"] >= 0.95
+    missing = runner.invoke(app, ["audit", "duplicates", "-d", "rafdb", "--tfds-dir", str(data_dir)])
+    assert missing.exit_code == 1 and "no built TFDS dataset 'rafdb'" in missing.output
+    both = runner.invoke(app, [*args, "--manual-dir", str(work)])
+    assert both.exit_code == 1 and "one of --manual-dir and --tfds-dir" in both.output
+
+
 def test_cli_duplicates_errors(tmp_path):
     result = runner.invoke(app, ["audit", "duplicates", "-w", str(tmp_path / "ws")])
     assert result.exit_code == 1 and "--dataset" in result.output
-    result = runner.invoke(app, ["audit", "duplicates", "-d", "affectnet", "--method", "lsh", "-w", str(tmp_path)])
-    assert result.exit_code == 1 and "--method lsh: not one of auto, exact, ivf, multihash" in result.output
+    result = runner.invoke(app, ["audit", "duplicates", "-d", "affectnet", "--method", "knn", "-w", str(tmp_path)])
+    assert result.exit_code == 1 and "--method knn: not one of auto, exact, lsh, ivf, multihash" in result.output
     result = runner.invoke(app, ["audit", "duplicates", "--dataset", "affectnet", "-w", str(tmp_path / "ws")])
     assert result.exit_code == 1 and "manual dir" in result.output
 

@@ -19,7 +19,7 @@ def brute(hashes: np.ndarray, radius: int) -> set[tuple[int, int]]:
     return set(zip(i.tolist(), j.tolist(), strict=True))
 
 
-@pytest.mark.parametrize("method", ["exact", "ivf", "multihash"])
+@pytest.mark.parametrize("method", ["exact", "lsh", "ivf", "multihash"])
 def test_every_method_matches_brute_force(method):
     hashes, truth = planted(1500, 60, None, seed=3)
     i, j, d = near_search.near_pairs(hashes, 36, method=method)
@@ -43,6 +43,35 @@ def test_ivf_recall_at_the_threshold():
     assert np.array_equal(again[0], i) and np.array_equal(again[1], j)
 
 
+def test_lsh_recall_at_the_threshold_and_tables():
+    # every planted pair exactly at the radius: the hardest case; each is missed by all tables
+    # with probability <= LSH_MISS (0.005), so >= 0.99 holds with a wide margin (seed 11: 1.00)
+    hashes, truth = planted(26_000, 400, 36, seed=11)
+    k, tables = near_search.lsh_shape(len(hashes), 256, 36)
+    assert (k, tables) == (16, 63)
+    i, j, d = near_search.near_pairs(hashes, 36, method="lsh")
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    assert found <= truth and (d == 36).all()
+    assert len(found) / len(truth) >= 0.99
+    again = near_search.near_pairs(hashes, 36, method="lsh")  # the same seed gives the same pairs
+    assert np.array_equal(again[0], i) and np.array_equal(again[1], j)
+
+
+def test_lsh_groups_of_identical_hashes():
+    # copies collapse to one hash before the tables: every pair among them and between them
+    # and a near hash is still reported, row by row
+    hashes, _ = planted(3000, 0, None, seed=5)
+    hashes[[10, 400, 2999]] = hashes[7]
+    hashes[1500] = hashes[7]
+    hashes[1500, 0] ^= np.uint64(0b111)  # 3 bits from the group
+    i, j, d = near_search.near_pairs(hashes, 36, method="lsh")
+    found = {(a, b): int(c) for a, b, c in zip(i.tolist(), j.tolist(), d.tolist(), strict=True)}
+    group = [7, 10, 400, 2999]
+    expected = {(a, b): 0 for x, a in enumerate(group) for b in group[x + 1 :]}
+    expected |= {(min(a, 1500), max(a, 1500)): 3 for a in group}
+    assert found == expected
+
+
 def test_planted_hashes():
     hashes, truth = near_search.planted_hashes(200, 30, seed=1, distance=36)
     assert hashes.shape == (200, 4) and truth.shape == (30, 2) and (truth[:, 0] < truth[:, 1]).all()
@@ -53,14 +82,14 @@ def test_planted_hashes():
 
 def test_auto_and_unknown_method():
     assert near_search.resolve_method("auto", near_search.AUTO_EXACT_MAX) == "exact"
-    assert near_search.resolve_method("auto", near_search.AUTO_EXACT_MAX + 1) == "ivf"
-    with pytest.raises(ValueError, match="not one of auto, exact, ivf, multihash"):
-        near_search.near_pairs(np.zeros((3, 4), dtype=np.uint64), 3, method="lsh")
+    assert near_search.resolve_method("auto", near_search.AUTO_EXACT_MAX + 1) == "lsh"
+    with pytest.raises(ValueError, match="not one of auto, exact, lsh, ivf, multihash"):
+        near_search.near_pairs(np.zeros((3, 4), dtype=np.uint64), 3, method="knn")
     i, _, _ = near_search.near_pairs(np.zeros((3, 4), dtype=np.uint64), -1)
     assert len(i) == 0
 
 
-@pytest.mark.parametrize("method", ["exact", "ivf", "multihash"])
+@pytest.mark.parametrize("method", ["exact", "lsh", "ivf", "multihash"])
 def test_memory_is_estimated_and_refused(method):
     small = near_search.memory_needed(method, 10_000)
     large = near_search.memory_needed(method, 500_000)

@@ -41,6 +41,45 @@ def _manual_dirs(ws: Any, datasets: list[str], manual_dir: Path | None) -> dict[
     return found
 
 
+def _tfds_dirs(datasets: list[str], tfds_dir: Path, config: str | None) -> dict[str, Path]:
+    """Dataset -> its newest built version under ``tfds_dir`` (one dataset: an error when missing)."""
+    from curate.tfds_tables import find_tfds_dir
+    from curate.workspace import WorkspaceError
+
+    if not tfds_dir.is_dir():
+        raise ValueError(f"--tfds-dir {tfds_dir}: no such folder")
+    found: dict[str, Path] = {}
+    for dataset in datasets:
+        try:
+            found[dataset] = find_tfds_dir(tfds_dir, dataset, config)
+        except WorkspaceError:
+            if len(datasets) == 1:
+                raise
+    return found
+
+
+def _print_summary(
+    hashed: Any, dirs: dict[str, Path], elapsed: float, pairs: Any, exclusions: Any, max_distance: int
+) -> None:
+    from rich.table import Table
+
+    from curate import audit
+
+    failed = int((~hashed["ok"]).sum())
+    console.print(
+        f"{hashed.height:,} images from {', '.join(f'{k} ({v})' for k, v in dirs.items())} hashed in {elapsed:.1f} s"
+        + (f"; {failed:,} did not decode" if failed else "")
+    )
+    summary = audit.pair_summary(pairs)
+    table = Table(title=f"duplicate pairs: {pairs.height:,} (pHash distance <= {max_distance})")
+    for column in ("group a", "group b", "exact", "near", "total"):
+        table.add_column(column, justify="left" if column.startswith("group") else "right")
+    for row in summary.iter_rows(named=True):
+        table.add_row(row["group_a"], row["group_b"], f"{row['exact']:,}", f"{row['near']:,}", f"{row['total']:,}")
+    print_table(table)
+    console.print(f"ids to drop to keep one image per group (test/validation kept): {exclusions.height:,}")
+
+
 @audit_app.command("duplicates")
 def duplicates_command(
     dataset: Annotated[
@@ -56,6 +95,17 @@ def duplicates_command(
             help="The dataset's manual dir (with --all: a folder of <dataset>/ dirs); "
             "default: the folder the workspace ingested it from.",
         ),
+    ] = None,
+    tfds_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--tfds-dir",
+            help="Hash the images a TFDS build stored (a data dir holding <dataset>/[CONFIG/]VERSION) "
+            "instead of decoding the sources again.",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", help="With --tfds-dir: the builder config (AffectNet: crop224, full).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the pairs to this Parquet file.")] = None,
     exclusions_out: Annotated[
@@ -75,7 +125,8 @@ def duplicates_command(
         str,
         typer.Option(
             "--method",
-            help="Near-pair search: auto (exact up to 20,000 images, else a faiss IVF index), exact, ivf, multihash.",
+            help="Near-pair search: auto (exact up to 20,000 images, else lsh), exact, lsh (bit-sampling LSH), "
+            "ivf or multihash (faiss indexes, for comparison).",
         ),
     ] = "auto",
     normalise: Annotated[
@@ -91,10 +142,12 @@ def duplicates_command(
     import polars as pl
 
     from curate import audit, datasets
-    from curate.workspace import Workspace, check_dataset
+    from curate.workspace import Workspace, WorkspaceError, check_dataset
 
     if (dataset is None) == (not all_datasets):
         fail("give exactly one of --dataset D or --all")
+    if tfds_dir is not None and manual_dir is not None:
+        fail("give one of --manual-dir and --tfds-dir")
     try:
         if method not in audit.SEARCH_METHODS:
             raise ValueError(f"--method {method}: not one of {', '.join(audit.SEARCH_METHODS)}")
@@ -102,7 +155,9 @@ def duplicates_command(
             raise ValueError(f"--normalise {normalise}: not one of {', '.join(audit.NORMALISE_METHODS)}")
         ws = Workspace(workspace)
         names = [check_dataset(dataset)] if dataset else list(datasets.names())
-        dirs = _manual_dirs(ws, names, manual_dir)
+        dirs = _tfds_dirs(names, tfds_dir, config) if tfds_dir is not None else _manual_dirs(ws, names, manual_dir)
+        if not dirs and tfds_dir is not None:
+            fail(f"--tfds-dir {tfds_dir}: no built dataset of {', '.join(names)} in it")
         if not dirs:
             fail(
                 "no manual dir: give --manual-dir DIR"
@@ -110,8 +165,15 @@ def duplicates_command(
                 + " or ingest the dataset from its manual dir first"
             )
         started = time.perf_counter()
-        images = pl.concat([audit.load_images(name, folder) for name, folder in dirs.items()], how="vertical_relaxed")
-        hashed = audit.hash_images(images, workers=workers)
+        if tfds_dir is not None:
+            from curate.audit_tfds import hash_tfds
+
+            hashed = pl.concat([hash_tfds(folder, name, workers=workers) for name, folder in dirs.items()])
+        else:
+            images = pl.concat(
+                [audit.load_images(name, folder) for name, folder in dirs.items()], how="vertical_relaxed"
+            )
+            hashed = audit.hash_images(images, workers=workers)
         pairs = audit.pairs_from_hashes(
             hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff, method=method, normalise=normalise
         )
@@ -125,23 +187,9 @@ def duplicates_command(
         stored = ws.exists
         if stored:
             audit.store_pairs(ws, pairs, list(dirs))
-    except (ValueError, OSError, MemoryError) as error:
+    except (ValueError, OSError, MemoryError, WorkspaceError) as error:
         fail(str(error))
-    from rich.table import Table
-
-    failed = int((~hashed["ok"]).sum())
-    console.print(
-        f"{images.height:,} images from {', '.join(f'{k} ({v})' for k, v in dirs.items())} hashed in {elapsed:.1f} s"
-        + (f"; {failed:,} did not decode" if failed else "")
-    )
-    summary = audit.pair_summary(pairs)
-    table = Table(title=f"duplicate pairs: {pairs.height:,} (pHash distance <= {max_distance})")
-    for column in ("group a", "group b", "exact", "near", "total"):
-        table.add_column(column, justify="left" if column.startswith("group") else "right")
-    for row in summary.iter_rows(named=True):
-        table.add_row(row["group_a"], row["group_b"], f"{row['exact']:,}", f"{row['near']:,}", f"{row['total']:,}")
-    print_table(table)
-    console.print(f"ids to drop to keep one image per group (test/validation kept): {exclusions.height:,}")
+    _print_summary(hashed, dirs, elapsed, pairs, exclusions, max_distance)
     if out is not None:
         console.print(f"pairs written to {out}")
     if exclusions_out is not None:
