@@ -508,6 +508,12 @@ def compare_runs(
         ],
         "views": views,
         "common_ground": common,
+        "exports": {
+            str(run["config"].get("name")): run["metrics"].get("export", {}).get("parity")
+            for arm in arms
+            for run in arm.runs
+            if run["metrics"].get("export", {}).get("parity")
+        },
         "method": {
             "figures": "mean over the arm's seeds; sd = sample sd between seeds",
             "interval": f"95% percentile bootstrap, {replicates} replicates: rows resampled within each label "
@@ -619,6 +625,40 @@ def comparison_markdown(table: dict[str, Any]) -> str:
     for view in table["views"]:
         lines += ["", f"### {view['view']} view ({view['title']})", ""]
         lines += _view_table(view)
+    if table.get("exports"):
+        lines += ["", "## What the exports cost (every evaluation row through every exported file; Δ in points)", ""]
+        for number, (run, parity) in enumerate(table["exports"].items()):
+            table_lines = parity_markdown(parity, run=run).splitlines()
+            lines += table_lines if number == 0 else table_lines[2:]
+    return "\n".join(lines) + "\n"
+
+
+#: Backends in the order :func:`parity_markdown` lists them.
+PARITY_BACKENDS = ("keras", "float", "int8", "onnx")
+PARITY_NAMES = {"keras": "Keras", "float": "TFLite float", "int8": "TFLite int8", "onnx": "ONNX (onnxruntime)"}
+
+
+def parity_markdown(parity: dict[str, Any], *, run: str | None = None) -> str:
+    """Each backend on each evaluation view: accuracy, agreement with Keras, and what int8 costs against float."""
+    lines = [
+        "| " + ("run | " if run else "") + "view | rows | backend | accuracy | balanced accuracy | top-1 = Keras | "
+        "max abs. Δ probability | int8: top-1 = float | int8: Δ accuracy | int8: Δ balanced accuracy |",
+        "|" + ("---|" if run else "") + "---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for view, entry in parity.items():
+        for backend in PARITY_BACKENDS:
+            if backend not in entry:
+                continue
+            b = entry[backend]
+            agree = "–" if backend == "keras" else f"{100 * b['top1_agreement_with_keras']:.2f}%"
+            diff = "–" if backend == "keras" else f"{b['max_abs_difference']:.2g}"
+            int8 = ["–", "–", "–"]
+            if "top1_agreement_with_float" in b:
+                int8 = [f"{100 * b['top1_agreement_with_float']:.2f}%", f"{b['accuracy_change_vs_float']:+.2f}",
+                        f"{b['balanced_accuracy_change_vs_float']:+.2f}"]  # fmt: skip
+            cells = [view, f"{entry['rows']:,}", PARITY_NAMES[backend], _pct(b["accuracy"]),
+                     _pct(b["balanced_accuracy"]), agree, diff, *int8]  # fmt: skip
+            lines.append("| " + (f"{run} | " if run else "") + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

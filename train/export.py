@@ -14,6 +14,8 @@ exported model's top-1 with Keras on a few images.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import tempfile
 import time
@@ -93,21 +95,72 @@ def _set_image(interpreter: Any, image: np.ndarray) -> None:
     interpreter.set_tensor(detail["index"], _quantise(detail, image))
 
 
-def tflite_predict(path: str | Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Outputs of a TFLite file on ``images`` (N, S, S, 3) in [0, 255], one image at a time,
-    keyed by output name (``label`` probabilities, ``va`` when present)."""
-    runner = _interpreter(path, 1).get_signature_runner()
+def tflite_runner(path: str | Path, threads: int = 1) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A function from ``images`` (N, S, S, 3) in [0, 255] to a TFLite file's outputs, one image
+    at a time, keyed by output name (``label`` probabilities, ``va`` when present)."""
+    runner = _interpreter(path, threads).get_signature_runner()
     ((input_name, detail),) = runner.get_input_details().items()
-    outputs: dict[str, list[np.ndarray]] = {}
-    for image in images:
-        result = runner(**{input_name: _quantise(detail, image[None])})
-        for key, value in result.items():
-            outputs.setdefault(key, []).append(np.asarray(value, dtype=np.float32).reshape(-1))
-    stacked = {key: np.stack(values) for key, values in outputs.items()}
-    if "label" not in stacked:  # single-output models name it output_0
-        ((key, value),) = stacked.items()
-        stacked = {"label": value}
-    return stacked
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        outputs: dict[str, list[np.ndarray]] = {}
+        for image in images:
+            result = runner(**{input_name: _quantise(detail, image[None])})
+            for key, value in result.items():
+                outputs.setdefault(key, []).append(np.asarray(value, dtype=np.float32).reshape(-1))
+        stacked = {key: np.stack(values) for key, values in outputs.items()}
+        if "label" not in stacked:  # single-output models name it output_0
+            ((key, value),) = stacked.items()
+            stacked = {"label": value}
+        return stacked
+
+    return run
+
+
+def tflite_predict(path: str | Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`tflite_runner` of ``path`` applied once to ``images``."""
+    return tflite_runner(path)(images)
+
+
+def export_onnx(model: Any, path: str | Path) -> Path:
+    """Write the inference model (softmax probabilities) as ONNX through Keras' own exporter (tf2onnx)."""
+    path = Path(path)
+    inference = inference_model(model)
+    _, height, width, channels = inference.inputs[0].shape
+    zeros = np.zeros((1, height, width, channels), dtype=np.float32)
+    inference({inference.inputs[0].name: zeros})  # Keras exports only a model that has run
+    converter_log = logging.getLogger("tf2onnx")
+    level = converter_log.level
+    # tf2onnx logs a traceback when one optional graph optimisation does not apply to a layer
+    # (the transpose optimiser on MobileNetV3's squeeze-excite bias); the model is still exact
+    # (the parity check measures it)
+    converter_log.setLevel(logging.CRITICAL)
+    try:
+        inference.export(str(path), format="onnx", verbose=False)
+    finally:
+        converter_log.setLevel(level)
+    return path
+
+
+def onnx_session(path: str | Path, threads: int = 1) -> Any:
+    """An ``onnxruntime`` CPU session of an exported run on ``threads`` threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def onnx_predict(session: Any, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Outputs of an ONNX session on ``images`` (N, S, S, 3) in [0, 255]: ``label`` (and ``va``)."""
+    (feed,) = session.get_inputs()
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {feed.name: np.asarray(images, dtype=np.float32)})
+    out = {name: np.asarray(value, dtype=np.float32) for name, value in zip(names, values, strict=True)}
+    if "label" not in out:  # a single output carries the probabilities
+        (value,) = out.values()
+        out = {"label": value}
+    return out
 
 
 def measure_latency(
@@ -127,7 +180,97 @@ def measure_latency(
     return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)), "runs": runs, "threads": threads}
 
 
+def measure_onnx_latency(
+    path: str | Path, *, image_size: int, runs: int = 50, warmup: int = 5, threads: int = 1
+) -> dict[str, float]:
+    """Median / mean single-image latency in ms of an ONNX file on ``threads`` CPU threads (onnxruntime)."""
+    session = onnx_session(path, threads)
+    image = np.random.default_rng(0).integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
+    for _ in range(warmup):
+        onnx_predict(session, image)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        onnx_predict(session, image)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)), "runs": runs, "threads": threads}
+
+
 def tflite_agreement(path: str | Path, images: np.ndarray, reference_probabilities: np.ndarray) -> float:
     """Fraction of ``images`` where the TFLite top-1 equals the Keras top-1."""
     predicted = tflite_predict(path, images)["label"].argmax(axis=1)
     return float(np.mean(predicted == np.asarray(reference_probabilities).argmax(axis=1)))
+
+
+def keras_runner(model: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A function from images (N, S, S, 3) in [0, 255] to a Keras model's softmax ``label`` (and ``va``)."""
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        out = model.predict_on_batch(np.asarray(images, dtype=np.float32))
+        va = None
+        if isinstance(out, dict):
+            va, out = out.get("va"), out["label"]
+        logits = np.asarray(out, dtype=np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        result = {"label": (e / e.sum(axis=1, keepdims=True)).astype(np.float32)}
+        if va is not None:
+            result["va"] = np.asarray(va, dtype=np.float32)
+        return result
+
+    return run
+
+
+def backend_parity(
+    views: dict[str, Any], runners: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]], class_names: Any
+) -> dict[str, Any]:
+    """Every backend of ``runners`` on every row of every evaluation view, against ``keras``.
+
+    ``views``: name -> :class:`train.data.View` (batches of uint8 ``image`` and ``label``).
+    ``runners``: ``keras`` first, then any of ``float``, ``int8``, ``onnx``. Per view: the
+    rows, each backend's accuracy and balanced accuracy, its top-1 agreement with Keras and
+    the largest absolute difference of a class probability; ``int8`` also against ``float``
+    (agreement, accuracy and balanced-accuracy change in points): what quantisation costs.
+    """
+    from train.evaluate import classification_metrics
+
+    out: dict[str, Any] = {}
+    for view_name, view in views.items():
+        probabilities: dict[str, list[np.ndarray]] = {name: [] for name in runners}
+        labels: list[np.ndarray] = []
+        for row in view.dataset:
+            images = np.asarray(row["image"], dtype=np.float32)
+            label = np.asarray(row["label"])
+            labels.append(label.argmax(axis=-1) if label.ndim == 2 else label)
+            for name, run in runners.items():
+                probabilities[name].append(run(images)["label"])
+        if not labels:
+            continue
+        truth = np.concatenate(labels).astype(np.int64)
+        stacked = {name: np.concatenate(parts) for name, parts in probabilities.items()}
+        top1 = {name: p.argmax(axis=1) for name, p in stacked.items()}
+        entry: dict[str, Any] = {"rows": int(len(truth))}
+        for name, p in stacked.items():
+            scores = classification_metrics(truth, top1[name], class_names)
+            entry[name] = {"accuracy": scores["accuracy"], "balanced_accuracy": scores["balanced_accuracy"]}
+            if name != "keras":
+                entry[name]["top1_agreement_with_keras"] = float(np.mean(top1[name] == top1["keras"]))
+                entry[name]["max_abs_difference"] = float(np.abs(p - stacked["keras"]).max())
+        if "int8" in stacked and "float" in stacked:
+            entry["int8"]["top1_agreement_with_float"] = float(np.mean(top1["int8"] == top1["float"]))
+            for metric in ("accuracy", "balanced_accuracy"):
+                entry["int8"][f"{metric}_change_vs_float"] = 100 * (entry["int8"][metric] - entry["float"][metric])
+        out[view_name] = entry
+    return out
+
+
+def parity_runners(model: Any, folder: Path) -> dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]]:
+    """Keras plus every exported file present in a run folder, each as a runner (TFLite / ONNX on all cores)."""
+    threads = os.cpu_count() or 1
+    runners = {"keras": keras_runner(model)}
+    for name, file in (("float", "model_float.tflite"), ("int8", "model_int8.tflite")):
+        if (folder / file).is_file():
+            runners[name] = tflite_runner(folder / file, threads)
+    if (folder / "model.onnx").is_file():
+        session = onnx_session(folder / "model.onnx", threads)
+        runners["onnx"] = lambda images: onnx_predict(session, images)
+    return runners

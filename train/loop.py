@@ -290,6 +290,8 @@ def _export(work: Path, model: Any, data: Any, config: TrainConfig, reference: A
         if reference is not None:
             entry["top1_agreement_with_keras"] = export_module.tflite_agreement(path, reference[0], reference[1])
         out[kind] = entry
+    # every evaluation row through every exported file: what a user ships against what was measured
+    out["parity"] = export_module.backend_parity(data.views, export_module.parity_runners(model, work), data.class_names)
     return out
 
 

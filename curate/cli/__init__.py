@@ -14,6 +14,7 @@ from curate.cli import (  # noqa: E402,F401
     audit_cmd,
     demo_cmd,  # noqa: E402,F401
     policies,
+    predict_cmd,  # noqa: E402,F401
     protocols_cmd,
     review_cmds,  # noqa: E402,F401
     synth,  # noqa: E402,F401

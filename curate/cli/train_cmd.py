@@ -391,3 +391,33 @@ def compare_command(
             console.print(f"written: {paths['markdown']} and {paths['json']}", highlight=False, soft_wrap=True)
     except _user_errors() as error:
         fail(str(error))
+
+
+@train_app.command("export")
+def export_command(
+    run: Annotated[str, typer.Option("--run", help="Run folder or run name (looked up in <workspace>/runs).")],
+    format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="TFDS data dir, when the build moved since the run.")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Export a finished run (ONNX) and measure every backend against Keras on its evaluation rows."""
+    try:
+        from train.export_run import export_run
+
+        exports = export_run(run, formats=(format_,), runs_dir=runs_dir, workspace=workspace, data_dir=data_dir)
+    except _user_errors() as error:
+        fail(str(error))
+    from train.compare import parity_markdown
+
+    onnx = exports.get("onnx")
+    if onnx:
+        console.print(
+            f"written {onnx['file']} ({onnx['bytes'] / 2**20:.1f} MiB, {onnx['latency_ms']:.2f} ms per image on one thread)",
+            highlight=False,
+        )
+    print_markdown(parity_markdown(exports.get("parity", {})))
