@@ -198,6 +198,23 @@ def plan(settings: DemoSettings) -> list[Step]:
              [out / "reports" / "affectnet" / "report.md"],
              after=["train affectnet baselines", "study remap affectnet"]),
     ]
+    # A baseline used: the ONNX export with every backend measured on the evaluation rows, then
+    # `curate predict` on a real photograph (scikit-image's astronaut) through that file.
+    first_run, photos = settings.run_names()[0], out / "photos"
+    steps += [
+        Step("export onnx", [*curate, "train", "export", "--run", first_run, "--format", "onnx"],
+             [runs / first_run / "model.onnx"], after=["train affectnet baselines"], workspace=False,
+             background=True),
+        Step("photo", [sys.executable, "-c", "import sys, pathlib; from PIL import Image; from skimage import data; "
+                                             "path = pathlib.Path(sys.argv[1]); path.parent.mkdir(exist_ok=True); "
+                                             "Image.fromarray(data.astronaut()).save(path)",
+                       str(photos / "astronaut.png")],
+             [photos / "astronaut.png"], workspace=False, background=True),
+        Step("predict photo", [*curate, "predict", str(photos), "--run", first_run, "--backend", "onnx",
+                               "--out", str(out / "reports" / "predict_photos.csv")],
+             [out / "reports" / "predict_photos.csv"], after=["export onnx", "photo"], workspace=False,
+             background=True),
+    ]
     if settings.with_review:
         steps.append(
             Step("review load affectnet", [*curate, "review", "load", "affectnet", "--manual-dir", str(raw / "affectnet"),

@@ -23,6 +23,8 @@ def test_plan_runs_every_stage_in_dependency_order(tmp_path):
     assert any("--policies " + ",".join(DEMO_POLICIES) + " --seeds 2" in c for c in commands)
     assert any(f"--run {DemoSettings.small(tmp_path).run_names()[0]}" in c for c in commands)
     assert any(" review load affectnet" in c for c in commands)
+    assert any(" train export --run " in c and "--format onnx" in c for c in commands)
+    assert any(" predict " in c and "--backend onnx" in c for c in commands)
 
 
 @pytest.mark.slow
@@ -49,6 +51,11 @@ def test_small_demo_end_to_end_and_reuse(tmp_path):
     # Off a terminal (as here) every table is printed whole: Markdown rows, no cell cut to "…".
     assert "…" not in first.stdout and "| model or rule | rows | seeds |" in first.stdout
     assert "likely-label-errors" in first.stdout
+    # a baseline used: exported to ONNX and applied to a real photograph (one face found)
+    assert (runs / settings.run_names()[0] / "model.onnx").is_file()
+    photo_rows = (out / "reports" / "predict_photos.csv").read_text().splitlines()
+    assert len(photo_rows) == 2 and ",ok," in photo_rows[1]
+    assert "What the exports cost" in comparison
 
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:]

@@ -86,6 +86,7 @@ def test_run_folders_follow_the_contract(policy_runs) -> None:
         assert names == {
             "config.json", "history.csv", "metrics.json", "predictions.parquet", "confusion_balanced.png",
             "confusion_class_frequency.png", "confusion_test.png", "model.keras", "COMPLETE",
+            "reliability_balanced.png", "reliability_class_frequency.png", "reliability_test.png",
         }  # fmt: skip
         assert not (workspace / "runs" / f"tiny-{policy}.partial").exists()
         config = json.loads((run / "config.json").read_text())
@@ -100,6 +101,14 @@ def test_run_folders_follow_the_contract(policy_runs) -> None:
         assert metrics["balanced"]["split"] == "validation" and metrics["test"]["split"] == "test"
         assert metrics["protocol"] == ("ferplus-8-majority@1" if policy == "drop-8-plus" else None)
         assert metrics["data_fingerprint"].startswith("sha256:")
+        # slices, calibration and the FER+ vote figures of every view (tests/test_evaluation.py checks the numbers)
+        calibration = metrics["calibration"]
+        assert set(calibration["views"]) == {"balanced", "class_frequency", "test"}
+        assert all(0.0 <= v["ece"] <= 1.0 for v in calibration["views"].values())
+        assert calibration["temperature"] is None or calibration["temperature"] > 0
+        diagnostics = metrics["diagnostics"]["test"]
+        assert set(diagnostics["slices"]) == {"vote_agreement"}
+        assert diagnostics["votes"]["rows"] > 0 and diagnostics["votes"]["kl_divergence"] >= 0
         table = pq.read_table(run / "predictions.parquet")
         assert table.column_names == PREDICTION_COLUMNS
         rows = table.to_pylist()

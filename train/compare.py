@@ -508,6 +508,16 @@ def compare_runs(
         ],
         "views": views,
         "common_ground": common,
+        "diagnostics": {
+            str(run["config"].get("name")): {
+                "vote_mode": run["config"].get("vote_mode"),
+                "calibration": run["metrics"].get("calibration"),
+                "views": run["metrics"].get("diagnostics"),
+            }
+            for arm in arms
+            for run in arm.runs
+            if run["metrics"].get("diagnostics")
+        },
         "exports": {
             str(run["config"].get("name")): run["metrics"].get("export", {}).get("parity")
             for arm in arms
@@ -625,12 +635,66 @@ def comparison_markdown(table: dict[str, Any]) -> str:
     for view in table["views"]:
         lines += ["", f"### {view['view']} view ({view['title']})", ""]
         lines += _view_table(view)
+    if table.get("diagnostics"):
+        lines += ["", *diagnostics_lines(table["diagnostics"])]
     if table.get("exports"):
         lines += ["", "## What the exports cost (every evaluation row through every exported file; Δ in points)", ""]
         for number, (run, parity) in enumerate(table["exports"].items()):
             table_lines = parity_markdown(parity, run=run).splitlines()
             lines += table_lines if number == 0 else table_lines[2:]
     return "\n".join(lines) + "\n"
+
+
+def diagnostics_lines(diagnostics: dict[str, Any]) -> list[str]:
+    """Per run: slice gaps, calibration and FER+ vote figures (``docs/evaluation.md``)."""
+
+    def interval(entry: dict[str, Any]) -> str:
+        low, high = entry["ci95"]
+        return f"{_pct(entry['value'])} [{_pct(low)}, {_pct(high)}]"
+
+    lines = [
+        "## Slices (balanced accuracy per slice, 95% bootstrap intervals over rows)",
+        "",
+        "| run | view | attribute | worst slice | best slice | gap, best − worst [95%] |",
+        "|---|---|---|---|---|---:|",
+    ]
+    calibration, votes = [], []
+    for run, entry in diagnostics.items():
+        for view, figures in (entry.get("views") or {}).items():
+            for attribute, numbers in figures.get("slices", {}).items():
+                gap = numbers.get("balanced_accuracy_gap")
+                if not gap:
+                    lines.append(f"| {run} | {view} | {attribute} | fewer than two slices to rank | – | – |")
+                    continue
+                worst, best = numbers["values"][gap["worst"]], numbers["values"][gap["best"]]
+                lines.append(
+                    f"| {run} | {view} | {attribute} | {gap['worst']} ({worst['rows']:,} rows): "
+                    f"{interval(worst['balanced_accuracy'])} | {gap['best']} ({best['rows']:,}): "
+                    f"{interval(best['balanced_accuracy'])} | {interval(gap)} |"
+                )
+            if figures.get("votes"):
+                v = figures["votes"]
+                votes.append(
+                    f"| {run} | {entry.get('vote_mode') or '–'} | {view} | {v['rows']:,} | {v['cross_entropy']:.3f} | "
+                    f"{v['kl_divergence']:.3f} | {_pct(v['majority_accuracy'])} | {_pct(v['multi_target_accuracy'])} |"
+                )
+        calib = entry.get("calibration") or {}
+        for view, numbers in (calib.get("views") or {}).items():
+            t = calib.get("temperature")
+            after = _pct(numbers["ece_after"]) if "ece_after" in numbers else "–"
+            calibration.append(
+                f"| {run} | {view} | {_pct(numbers['ece'])} | {after} | {'–' if t is None else f'{t:.2f}'} |"
+            )
+    if calibration:
+        lines += ["", "## Calibration (ECE in %, 15 bins; temperature fitted on the train hold-out only)", "",
+                  "| run | view | ECE raw | ECE after temperature | temperature |", "|---|---|---:|---:|---:|",
+                  *calibration]  # fmt: skip
+    if votes:
+        lines += ["", "## FER+ votes (predicted distribution against all ten votes)", "",
+                  "| run | trained with vote mode | view | rows | cross-entropy | KL | accuracy vs majority | "
+                  "accuracy vs any class with >= 30% of votes |", "|---|---|---|---:|---:|---:|---:|---:|",
+                  *votes]  # fmt: skip
+    return lines
 
 
 #: Backends in the order :func:`parity_markdown` lists them.

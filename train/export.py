@@ -26,16 +26,25 @@ from typing import Any
 import numpy as np
 
 
-def inference_model(model: Any) -> Any:
-    """``model`` with softmax probabilities instead of logits on the ``label`` output."""
+def inference_model(model: Any, temperature: float | None = None) -> Any:
+    """``model`` with softmax probabilities instead of logits on the ``label`` output.
+
+    ``temperature`` (the run's, :mod:`train.calibration`) divides the logits first, so an
+    exported file returns the calibrated probabilities; top-1 is unchanged.
+    """
     import keras
+
+    def probabilities(logits: Any) -> Any:
+        if temperature:
+            logits = keras.layers.Rescaling(1.0 / temperature, name="temperature")(logits)
+        return keras.layers.Softmax(name="probabilities")(logits)
 
     outputs = model.outputs
     if isinstance(model.output, dict):
         outputs = dict(model.output)
-        outputs["label"] = keras.layers.Softmax(name="probabilities")(outputs["label"])
+        outputs["label"] = probabilities(outputs["label"])
     else:
-        outputs = keras.layers.Softmax(name="probabilities")(model.output)
+        outputs = probabilities(model.output)
     return keras.Model(model.inputs, outputs, name=f"{model.name}_inference")
 
 
@@ -45,6 +54,7 @@ def export_tflite(
     *,
     representative: Callable[[], Iterable[Any]],
     int8: bool = True,
+    temperature: float | None = None,
 ) -> dict[str, Path]:
     """Write ``model_float.tflite`` (and ``model_int8.tflite``) into ``out_dir``; return paths."""
     import tensorflow as tf
@@ -53,7 +63,7 @@ def export_tflite(
     paths: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="curate-export-") as tmp:
         saved = Path(tmp) / "saved_model"
-        inference_model(model).export(str(saved), verbose=False)
+        inference_model(model, temperature).export(str(saved), verbose=False)
 
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         paths["float"] = out_dir / "model_float.tflite"
@@ -121,10 +131,10 @@ def tflite_predict(path: str | Path, images: np.ndarray) -> dict[str, np.ndarray
     return tflite_runner(path)(images)
 
 
-def export_onnx(model: Any, path: str | Path) -> Path:
+def export_onnx(model: Any, path: str | Path, temperature: float | None = None) -> Path:
     """Write the inference model (softmax probabilities) as ONNX through Keras' own exporter (tf2onnx)."""
     path = Path(path)
-    inference = inference_model(model)
+    inference = inference_model(model, temperature)
     _, height, width, channels = inference.inputs[0].shape
     zeros = np.zeros((1, height, width, channels), dtype=np.float32)
     inference({inference.inputs[0].name: zeros})  # Keras exports only a model that has run
@@ -202,15 +212,16 @@ def tflite_agreement(path: str | Path, images: np.ndarray, reference_probabiliti
     return float(np.mean(predicted == np.asarray(reference_probabilities).argmax(axis=1)))
 
 
-def keras_runner(model: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """A function from images (N, S, S, 3) in [0, 255] to a Keras model's softmax ``label`` (and ``va``)."""
+def keras_runner(model: Any, temperature: float | None = None) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A function from images (N, S, S, 3) in [0, 255] to a Keras model's softmax ``label`` (and ``va``),
+    the logits divided by ``temperature`` first when one is given."""
 
     def run(images: np.ndarray) -> dict[str, np.ndarray]:
         out = model.predict_on_batch(np.asarray(images, dtype=np.float32))
         va = None
         if isinstance(out, dict):
             va, out = out.get("va"), out["label"]
-        logits = np.asarray(out, dtype=np.float64)
+        logits = np.asarray(out, dtype=np.float64) / (temperature or 1.0)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         result = {"label": (e / e.sum(axis=1, keepdims=True)).astype(np.float32)}
         if va is not None:
@@ -263,10 +274,13 @@ def backend_parity(
     return out
 
 
-def parity_runners(model: Any, folder: Path) -> dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]]:
-    """Keras plus every exported file present in a run folder, each as a runner (TFLite / ONNX on all cores)."""
+def parity_runners(
+    model: Any, folder: Path, temperature: float | None = None
+) -> dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]]:
+    """Keras (with the run's ``temperature``, as the exports) plus every exported file present in a
+    run folder, each as a runner (TFLite / ONNX on all cores)."""
     threads = os.cpu_count() or 1
-    runners = {"keras": keras_runner(model)}
+    runners = {"keras": keras_runner(model, temperature)}
     for name, file in (("float", "model_float.tflite"), ("int8", "model_int8.tflite")):
         if (folder / file).is_file():
             runners[name] = tflite_runner(folder / file, threads)

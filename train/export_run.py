@@ -47,8 +47,9 @@ def export_run(
     folder, metrics = loaded["path"], loaded["metrics"]
     model = keras.models.load_model(str(folder / "model.keras"), compile=False)
     exports = metrics.setdefault("export", {})
+    temperature = metrics.get("calibration", {}).get("temperature")  # the TFLite files carry it too
     if "onnx" in formats:
-        path = export.export_onnx(model, folder / "model.onnx")
+        path = export.export_onnx(model, folder / "model.onnx", temperature)
         latency = export.measure_onnx_latency(path, image_size=int(loaded["config"]["image_size"]))
         exports["onnx"] = {"file": path.name, "bytes": path.stat().st_size, "latency_ms": latency["median_ms"],
                            "latency": latency}  # fmt: skip
@@ -60,7 +61,7 @@ def export_run(
         data = prepare_data(config, work_dir=Path(tmp), verbose=False)
         try:
             exports["parity"] = export.backend_parity(
-                data.views, export.parity_runners(model, folder), data.class_names
+                data.views, export.parity_runners(model, folder, temperature), data.class_names
             )
         finally:
             data.cleanup()

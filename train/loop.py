@@ -44,7 +44,7 @@ import numpy as np
 from curate import labels as _labels
 from curate import protocols
 from train import data as data_module
-from train import evaluate, fit, models, oof, sources
+from train import diagnostics, evaluate, fit, models, oof, sources
 from train import export as export_module
 from train.compare import arm_key, compare_runs, write_comparison
 from train.config import TrainConfig, TrainError
@@ -184,8 +184,10 @@ def _train_in(
     metrics: dict[str, Any] = {}
     tables = []
     reference: tuple[np.ndarray, np.ndarray] | None = None
+    view_predictions: dict[str, dict[str, np.ndarray]] = {}
     for view_name, view in data.views.items():
         predictions = evaluate.predict_view(model, view, va_head=config.va_head)
+        view_predictions[view_name] = predictions
         metrics[view_name] = evaluate.view_metrics(predictions, data.class_names)
         metrics[view_name]["split"] = view.split
         metrics[view_name]["description"] = view.description
@@ -203,6 +205,12 @@ def _train_in(
         )
         if reference is None:
             reference = _sample_images(view, predictions)
+    # slices, calibration (a temperature fitted on the hold-out) and FER+ vote-aware figures
+    extras = diagnostics.run_diagnostics(
+        view_predictions, {n: v.split for n, v in data.views.items()}, source=source, dataset=config.dataset,
+        policy=config.policy_object, work=work, run=name,
+    )  # fmt: skip
+    metrics["calibration"], metrics["diagnostics"] = extras["calibration"], extras["views"]
     crossfit = None
     if config.oof_folds:  # extra models after the main one: its weights and metrics are untouched
         crossfit = oof.cross_fit(config, data, verbose=verbose)
@@ -232,7 +240,7 @@ def _train_in(
         "images_per_second_by_epoch": epoch_speeds,
     }
     if config.export_tflite:
-        metrics["export"] = _export(work, model, data, config, reference)
+        metrics["export"] = _export(work, model, data, config, reference, metrics["calibration"]["temperature"])
     metrics["run"] = name
     metrics["dataset"] = config.dataset
     metrics["policy"] = config.policy_object.name
@@ -276,8 +284,10 @@ def _sample_images(view: Any, predictions: dict[str, np.ndarray], limit: int = 6
     return stacked, predictions["probabilities"][: len(stacked)]
 
 
-def _export(work: Path, model: Any, data: Any, config: TrainConfig, reference: Any) -> dict[str, Any]:
-    paths = export_module.export_tflite(model, work, representative=data.representative)
+def _export(
+    work: Path, model: Any, data: Any, config: TrainConfig, reference: Any, temperature: float | None
+) -> dict[str, Any]:
+    paths = export_module.export_tflite(model, work, representative=data.representative, temperature=temperature)
     out: dict[str, Any] = {}
     for kind, path in paths.items():
         latency = export_module.measure_latency(path, image_size=config.image_size)
@@ -291,7 +301,8 @@ def _export(work: Path, model: Any, data: Any, config: TrainConfig, reference: A
             entry["top1_agreement_with_keras"] = export_module.tflite_agreement(path, reference[0], reference[1])
         out[kind] = entry
     # every evaluation row through every exported file: what a user ships against what was measured
-    out["parity"] = export_module.backend_parity(data.views, export_module.parity_runners(model, work), data.class_names)
+    runners = export_module.parity_runners(model, work, temperature)
+    out["parity"] = export_module.backend_parity(data.views, runners, data.class_names)
     return out
 
 

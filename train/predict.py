@@ -59,7 +59,10 @@ def _keras(path: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
 
     from train import export
 
-    return export.keras_runner(keras.models.load_model(str(path), compile=False))
+    # the run's temperature (train.calibration), as its exported files apply it
+    metrics = json.loads((path.parent / "metrics.json").read_text(encoding="utf-8"))
+    temperature = metrics.get("calibration", {}).get("temperature")
+    return export.keras_runner(keras.models.load_model(str(path), compile=False), temperature)
 
 
 def _tflite(path: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:

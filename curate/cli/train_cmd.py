@@ -354,16 +354,24 @@ def _print_result(result: Any, *, registered: bool) -> None:
         parts.append(f"train_oof ({metrics['oof']['folds']} folds): acc {100 * metrics['train_oof']['accuracy']:.1f}%")
     console.print(f"[bold]{result.name}[/]: " + "; ".join(parts), highlight=False, soft_wrap=True)
     export = metrics.get("export") or {}
-    if export:
+    files = {kind: entry for kind, entry in export.items() if kind in ("float", "int8")}
+    if files:
         console.print(
             "TFLite: "
             + ", ".join(
-                f"{kind} {entry['bytes'] / 1e6:.2f} MB {entry['latency_ms']:.2f} ms/img"
-                for kind, entry in export.items()
+                f"{kind} {entry['bytes'] / 1e6:.2f} MB {entry['latency_ms']:.2f} ms/img" for kind, entry in files.items()
             ),
             highlight=False,
             soft_wrap=True,
         )
+    from train.compare import parity_markdown
+    from train.diagnostics import diagnostics_markdown
+
+    if export.get("parity"):
+        print_markdown(parity_markdown(export["parity"]))
+    extras = diagnostics_markdown(metrics)
+    if extras:
+        print_markdown(extras)
     console.print(
         f"run folder: {result.path}" + (" (registered)" if registered else ""), highlight=False, soft_wrap=True
     )

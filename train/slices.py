@@ -1,0 +1,242 @@
+"""Accuracy per slice of an evaluation view, with bootstrap intervals and the best-worst gap.
+
+Slices come from what each dataset stores (:data:`SLICES`):
+
+* RAF-DB -- ``gender``, ``race``, ``age_group`` of the manual attribute files (names from
+  :data:`curate.formats.rafdb.ATTRIBUTE_NAMES`; rows without attributes are left out);
+* FERPlus -- ``vote_agreement`` from the ten votes: ``unanimous`` (every vote on the top
+  class), ``clear majority`` (the top class has more than half), ``contested`` (half or less);
+* AffectNet -- ``va_quadrant`` (signs of valence and arousal; rows without V/A left out) and
+  ``face_size`` (the source face box's side, sqrt(width x height), cut at the split's
+  tertiles: ``small`` / ``medium`` / ``large``; the cut points are reported).
+
+:func:`slice_metrics` gives, per attribute and value, the rows, accuracy and balanced
+accuracy (mean recall over the classes present in the slice), each with a 95 % percentile
+bootstrap interval over the slice's rows (:data:`REPLICATES`, seeded), and the gap between
+the best and the worst slice with its own interval (the same replicates, so the gap's
+interval carries both slices' noise). A slice of fewer than :data:`MIN_ROWS` rows is listed
+but not ranked: its interval is too wide to call it best or worst.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Slicing attributes per dataset.
+SLICES: dict[str, tuple[str, ...]] = {
+    "rafdb": ("gender", "race", "age_group"),
+    "ferplus": ("vote_agreement",),
+    "affectnet": ("va_quadrant", "face_size"),
+}
+#: Bootstrap replicates of every interval.
+REPLICATES = 1000
+#: Slices smaller than this are reported but neither best nor worst.
+MIN_ROWS = 30
+#: The seed of the bootstrap draws.
+SEED = 0
+
+_FEATURES = {
+    "rafdb": ("id", "gender", "race", "age_group"),
+    "ferplus": ("id", "votes"),
+    "affectnet": ("id", "valence", "arousal", "va_annotated", "source_face_box"),
+}
+
+
+class SliceError(ValueError):
+    """An attribute the dataset does not have."""
+
+
+def check_attributes(dataset: str, attributes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """``attributes`` (default: all of the dataset's), refused with one line when the dataset lacks one."""
+    known = SLICES.get(dataset, ())
+    wanted = tuple(attributes) if attributes is not None else known
+    missing = [a for a in wanted if a not in known]
+    if missing:
+        raise SliceError(
+            f"{dataset} has no slicing attribute {', '.join(missing)} (it has: {', '.join(known) or 'none'})"
+        )
+    return wanted
+
+
+def vote_agreement(votes: np.ndarray) -> np.ndarray:
+    """``unanimous`` / ``clear majority`` / ``contested`` per row of FER+ vote counts."""
+    votes = np.asarray(votes, dtype=np.float64)
+    total = votes.sum(axis=1)
+    share = np.divide(votes.max(axis=1), total, out=np.zeros(len(votes)), where=total > 0)
+    return np.where(share >= 1.0, "unanimous", np.where(share > 0.5, "clear majority", "contested")).astype(object)
+
+
+def _quadrant(valence: np.ndarray, arousal: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    v = np.where(valence >= 0, "V+", "V-")
+    a = np.where(arousal >= 0, "A+", "A-")
+    return np.where(annotated, np.char.add(v.astype(str), a.astype(str)), None).astype(object)
+
+
+def _face_size(boxes: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    side = np.sqrt(np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None))
+    cuts = [float(c) for c in np.quantile(side, [1 / 3, 2 / 3])] if len(side) else [0.0, 0.0]
+    labels = np.where(side <= cuts[0], "small", np.where(side <= cuts[1], "medium", "large")).astype(object)
+    return labels, cuts
+
+
+@dataclasses.dataclass
+class SplitFacts:
+    """What one split says about its rows beyond the label: slicing attributes and FER+ votes."""
+
+    ids: np.ndarray
+    attributes: dict[str, np.ndarray]
+    notes: dict[str, Any]
+    votes: np.ndarray | None = None
+
+    def for_ids(self, ids: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The attributes (None for an unknown id) and votes of ``ids``, in that order."""
+        where = {key: i for i, key in enumerate(self.ids.tolist())}
+        rows = np.array([where.get(str(i), -1) for i in ids], dtype=np.int64)
+        found = rows >= 0
+        attributes = {
+            name: np.where(found, values[np.maximum(rows, 0)], None).astype(object)
+            for name, values in self.attributes.items()
+        }
+        votes = None
+        if self.votes is not None and found.all():
+            votes = self.votes[rows]
+        return attributes, votes
+
+
+def read_facts(source: Any, split: str, dataset: str) -> SplitFacts:
+    """Slicing attributes (and FER+ votes) of every row of a split, images untouched.
+
+    A feature the source lacks (an older build, an in-memory source) leaves its attribute
+    out; ``notes["missing"]`` names it.
+    """
+    from curate.formats.rafdb import ATTRIBUTE_NAMES
+
+    check_attributes(dataset)
+    ds = source.load(split, images=False, features=_FEATURES[dataset])
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in ds.batch(8192).as_numpy_iterator():
+        for key, value in batch.items():
+            parts.setdefault(key, []).append(np.asarray(value))
+    raw = {key: np.concatenate(value) for key, value in parts.items()}
+    ids = np.array([i.decode() if isinstance(i, bytes) else str(i) for i in raw.get("id", [])], dtype=object)
+    attributes: dict[str, np.ndarray] = {}
+    notes: dict[str, Any] = {"missing": [f for f in _FEATURES[dataset] if f not in raw]}
+    if dataset == "rafdb":
+        for name, values in ATTRIBUTE_NAMES.items():
+            if name in raw:
+                codes = raw[name].astype(np.int64)
+                known = (codes >= 0) & (codes < len(values))
+                attributes[name] = np.array(
+                    [values[c] if ok else None for c, ok in zip(codes, known, strict=True)], dtype=object
+                )
+    elif dataset == "ferplus" and "votes" in raw:
+        attributes["vote_agreement"] = vote_agreement(raw["votes"])
+    elif dataset == "affectnet":
+        if {"valence", "arousal", "va_annotated"} <= set(raw):
+            attributes["va_quadrant"] = _quadrant(raw["valence"], raw["arousal"], raw["va_annotated"].astype(bool))
+        if "source_face_box" in raw:
+            attributes["face_size"], cuts = _face_size(raw["source_face_box"].reshape(-1, 4))
+            notes["face_size_cuts_px"] = cuts
+    return SplitFacts(ids=ids, attributes=attributes, notes=notes, votes=raw.get("votes"))
+
+
+def _bootstrap(labels: np.ndarray, predicted: np.ndarray, rng: np.random.Generator, replicates: int) -> np.ndarray:
+    """(replicates, 2) accuracy and balanced accuracy of rows resampled with replacement."""
+    n = len(labels)
+    draws = rng.integers(0, n, size=(replicates, n))
+    correct = (labels == predicted)[draws]
+    classes = np.unique(labels)
+    index = np.searchsorted(classes, labels)[draws]
+    flat = index + len(classes) * np.arange(replicates)[:, None]
+    hits = np.bincount(flat.ravel(), weights=correct.ravel(), minlength=replicates * len(classes))
+    seen = np.bincount(flat.ravel(), minlength=replicates * len(classes))
+    hits, seen = hits.reshape(replicates, -1), seen.reshape(replicates, -1)
+    recall = np.divide(hits, seen, out=np.full(hits.shape, np.nan), where=seen > 0)
+    return np.stack([correct.mean(axis=1), np.nanmean(recall, axis=1)], axis=1)
+
+
+def _balanced(labels: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
+
+
+def slice_metrics(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    attributes: dict[str, np.ndarray],
+    *,
+    replicates: int = REPLICATES,
+    seed: int = SEED,
+) -> dict[str, Any]:
+    """Per attribute: each value's rows, accuracy and balanced accuracy with 95 % intervals, and the gap.
+
+    ``attributes`` maps an attribute to one value per row (None: the row is left out of it).
+    """
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    out: dict[str, Any] = {}
+    for number, (attribute, values) in enumerate(attributes.items()):
+        rng = np.random.default_rng([seed, number])
+        values = np.asarray(values, dtype=object)
+        entry: dict[str, Any] = {"values": {}}
+        draws: dict[str, np.ndarray] = {}
+        for value in sorted({v for v in values if v is not None}, key=str):
+            rows = values == value
+            y, p = labels[rows], predicted[rows]
+            boot = _bootstrap(y, p, rng, replicates)
+            draws[value] = boot
+            low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+            entry["values"][value] = {
+                "rows": int(rows.sum()),
+                "accuracy": {"value": float(np.mean(y == p)), "ci95": [float(low[0]), float(high[0])]},
+                "balanced_accuracy": {"value": _balanced(y, p), "ci95": [float(low[1]), float(high[1])]},
+                "ranked": bool(rows.sum() >= MIN_ROWS),
+            }
+        ranked = [v for v, e in entry["values"].items() if e["ranked"]]
+        for column, metric in enumerate(("accuracy", "balanced_accuracy")):
+            if len(ranked) < 2:
+                entry[f"{metric}_gap"] = None
+                continue
+            best = max(ranked, key=lambda v: entry["values"][v][metric]["value"])
+            worst = min(ranked, key=lambda v: entry["values"][v][metric]["value"])
+            gap = draws[best][:, column] - draws[worst][:, column]
+            low, high = np.nanpercentile(gap, [2.5, 97.5])
+            entry[f"{metric}_gap"] = {
+                "best": best,
+                "worst": worst,
+                "value": entry["values"][best][metric]["value"] - entry["values"][worst][metric]["value"],
+                "ci95": [float(low), float(high)],
+            }
+        out[attribute] = entry
+    return out
+
+
+def slices_markdown(slices: dict[str, Any], *, title: str = "") -> str:
+    """One table per attribute: value, rows, accuracy and balanced accuracy [95 %], then the gap."""
+
+    def figure(entry: dict[str, Any]) -> str:
+        low, high = entry["ci95"]
+        return f"{100 * entry['value']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+    lines = [title, ""] if title else []
+    for attribute, entry in slices.items():
+        lines += [f"| {attribute} | rows | accuracy [95%] | balanced accuracy [95%] |", "|---|---:|---:|---:|"]
+        for value, numbers in entry["values"].items():
+            mark = "" if numbers["ranked"] else f" (under {MIN_ROWS} rows: not ranked)"
+            lines.append(
+                f"| {value}{mark} | {numbers['rows']:,} | {figure(numbers['accuracy'])} | "
+                f"{figure(numbers['balanced_accuracy'])} |"
+            )
+        gaps = []
+        for metric in ("accuracy", "balanced_accuracy"):
+            gap = entry.get(f"{metric}_gap")
+            if gap:
+                low, high = gap["ci95"]
+                gaps.append(
+                    f"{metric.replace('_', ' ')} {100 * gap['value']:.1f} points ({gap['best']} − {gap['worst']}; "
+                    f"95% [{100 * low:.1f}, {100 * high:.1f}])"
+                )
+        lines += ["", f"Best − worst slice: {'; '.join(gaps) if gaps else 'fewer than two slices to rank'}.", ""]
+    return "\n".join(lines)
