@@ -214,6 +214,12 @@ def plan(settings: DemoSettings) -> list[Step]:
                                "--out", str(out / "reports" / "predict_photos.csv")],
              [out / "reports" / "predict_photos.csv"], after=["export onnx", "photo"], workspace=False,
              background=True),
+        # every run scored on the three built datasets through the one taxonomy
+        Step("cross-dataset table", [*curate, "train", "cross", *settings.run_names(), "--on",
+                                     "affectnet,ferplus,rafdb", "--out", str(out / "reports" / "cross")],
+             [out / "reports" / "cross.md"],
+             after=["train affectnet baselines", "tfds build ferplus", "tfds build rafdb"], workspace=False,
+             background=True),
     ]
     if settings.with_review:
         steps.append(

@@ -25,6 +25,7 @@ def test_plan_runs_every_stage_in_dependency_order(tmp_path):
     assert any(" review load affectnet" in c for c in commands)
     assert any(" train export --run " in c and "--format onnx" in c for c in commands)
     assert any(" predict " in c and "--backend onnx" in c for c in commands)
+    assert any(" train cross " in c and "--on affectnet,ferplus,rafdb" in c for c in commands)
 
 
 @pytest.mark.slow
@@ -55,7 +56,10 @@ def test_small_demo_end_to_end_and_reuse(tmp_path):
     assert (runs / settings.run_names()[0] / "model.onnx").is_file()
     photo_rows = (out / "reports" / "predict_photos.csv").read_text().splitlines()
     assert len(photo_rows) == 2 and ",ok," in photo_rows[1]
-    assert "What the exports cost" in comparison
+    assert "What the exports cost" in comparison and "## Calibration" in comparison
+    cross = json.loads((out / "reports" / "cross.json").read_text())
+    assert cross["targets"] == ["affectnet:validation", "ferplus:test", "rafdb:test"]
+    assert len(cross["cells"]) == len(settings.run_names())
 
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:]

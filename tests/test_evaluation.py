@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,37 @@ def test_vote_metrics_tell_a_distribution_from_a_label():
     # both put the top vote first: equal on the majority label, and right under the 30 % rule
     assert like_voters["multi_target_accuracy"] == one_hot["multi_target_accuracy"] == 1.0
     assert like_voters["majority_rows"] < 400  # 5-5 rows have no majority
+
+
+@pytest.mark.parametrize(("dataset", "config"), [("rafdb", None), ("affectnet", "crop224"), ("ferplus", None)])
+def test_every_dataset_gives_its_slices_from_a_build(dataset, config, tmp_path):
+    import tensorflow_datasets as tfds
+
+    import tfds_builders  # noqa: F401
+    from curate.slicing import ATTRIBUTE_NAMES
+    from train.sources import TFDSSource
+
+    dummy = Path(tfds_builders.__file__).parent / dataset / "dummy_data"
+    builder = tfds.builder(dataset, config=config, data_dir=str(tmp_path))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(dummy)))
+    source = TFDSSource(dataset, data_dir=str(tmp_path), config=config)
+    split = sorted(builder.info.splits)[0]
+    facts = slices.read_facts(source, split, dataset)
+    assert set(facts.attributes) == set(slices.SLICES[dataset]) and not facts.notes["missing"]
+    assert len(facts.ids) == builder.info.splits[split].num_examples
+    known = list(facts.ids[:3])
+    attributes, votes = facts.for_ids([*known, "no-such-id"])
+    for name, values in attributes.items():
+        assert values[-1] is None and len(values) == len(known) + 1
+        allowed = {
+            "gender": ATTRIBUTE_NAMES["gender"], "race": ATTRIBUTE_NAMES["race"],
+            "age_group": ATTRIBUTE_NAMES["age_group"], "vote_agreement": ("unanimous", "clear majority", "contested"),
+            "va_quadrant": ("V+A+", "V+A-", "V-A+", "V-A-"), "face_size": ("small", "medium", "large"),
+        }[name]  # fmt: skip
+        assert {v for v in values[:-1] if v is not None} <= set(allowed)
+    assert votes is None  # an unknown id: no votes for the whole request
+    if dataset == "ferplus":
+        _, votes = facts.for_ids(known)
+        assert votes.shape == (len(known), 10)
+    if dataset == "affectnet":
+        assert len(facts.notes["face_size_cuts_px"]) == 2

@@ -150,3 +150,35 @@ def test_bad_input_is_one_line(run_dir, photos, tmp_path):
     assert result.exit_code == 1 and "not one of keras, tflite, tflite-int8, onnx" in result.output
     result = runner.invoke(app, ["predict", str(photos), "--run", str(tmp_path / "no-run")])
     assert result.exit_code == 1 and "no run folder" in result.output
+
+
+def test_cross_dataset_table(run_dir, tmp_path):
+    # the FERPlus run scored on RAF-DB (built beside it from the builder's dummy data) and on itself
+    import tfds_builders
+
+    data_dir = Path(json.loads((run_dir / "config.json").read_text())["data_dir"])
+    builder = tfds.builder("rafdb", data_dir=str(data_dir))
+    dummy = Path(tfds_builders.__file__).parent / "rafdb" / "dummy_data"
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(dummy)))
+    out = tmp_path / "cross"
+    result = runner.invoke(app, ["train", "cross", str(run_dir), "--on", "ferplus,rafdb:train", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    matrix = json.loads(out.with_suffix(".json").read_text())
+    assert matrix["targets"] == ["ferplus:test", "rafdb:train"] and out.with_suffix(".png").is_file()
+    ferplus, rafdb = matrix["cells"][0]
+    for cell in (ferplus, rafdb):
+        low, high = cell["balanced_accuracy"]["ci95"]
+        assert 0.0 <= low <= cell["balanced_accuracy"]["value"] <= high <= 1.0
+    assert rafdb["rows"] == builder.info.splits["train"].num_examples
+    assert set(rafdb["classes_left_out"]) | set(rafdb["classes_scored"]) == set(
+        json.loads((run_dir / "config.json").read_text())["class_names"]
+    )
+    assert "| tiny-export (ferplus) |" in result.output
+    one = runner.invoke(app, ["train", "evaluate", "--run", str(run_dir), "--on", "rafdb:train"])
+    assert one.exit_code == 0 and "rafdb:train" in one.output
+    missing = runner.invoke(app, ["train", "evaluate", "--run", str(run_dir), "--on", "affectnet"])
+    assert missing.exit_code == 1 and "'affectnet' is not built" in missing.output
+    unknown = runner.invoke(app, ["train", "evaluate", "--run", str(run_dir), "--on", "fer2013"])
+    assert unknown.exit_code == 1 and "no dataset 'fer2013'" in unknown.output
+    no_split = runner.invoke(app, ["train", "evaluate", "--run", str(run_dir), "--on", "rafdb:validation"])
+    assert no_split.exit_code == 1 and "rafdb has no split 'validation'" in no_split.output

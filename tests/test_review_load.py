@@ -3,6 +3,7 @@ runs -> predictions/evaluations/scores, failure handling."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from review_fixtures import fo, write_affectnet, write_ferplus, write_run  # noqa: F401
 
-from curate import labels
+from curate import labels, slicing
 from curate.review import load as rl
 from curate.review import views
 from curate.review.documents import insert_samples, sample_fields, to_samples
@@ -63,7 +64,8 @@ def test_bulk_insert_matches_add_samples(fo: Any, affectnet_dir: tuple[Path, Any
     fast = fo.Dataset()
     insert_samples(fast, table.frame, "affectnet", batch_size=7)
     slow = fo.Dataset()
-    slow.add_samples(to_samples(sample_fields(table.frame, "affectnet", policies)), progress=False)
+    sliced = slicing.frame_slices(table.frame, "affectnet")  # insert_samples adds the slice columns itself
+    slow.add_samples(to_samples(sample_fields(sliced, "affectnet", policies)), progress=False)
     assert len(fast) == len(slow) == table.frame.height
     fast_docs = {s["source_id"]: _clean(s.to_dict()) for s in fast}
     slow_docs = {s["source_id"]: _clean(s.to_dict()) for s in slow}
@@ -107,7 +109,10 @@ def test_load_manual_affectnet(fo: Any, affectnet_dir: tuple[Path, Any], tmp_pat
     labels_seen = np.asarray(ds.values("label_index"))
     assert summary.views["merged-by-policy"] == int(np.isin(labels_seen, [7, 8, 9, 10]).sum())
     assert summary.views["no-va"] == int(np.isin(labels_seen, [9, 10]).sum())
-    assert set(ds.list_saved_views()) == {"merged-by-policy", "no-va"}
+    assert {v for v in ds.list_saved_views() if not v.startswith("slice-")} == {"merged-by-policy", "no-va"}
+    quadrants = {v for v in ds.list_saved_views() if v.startswith("slice-va-quadrant-")}
+    assert quadrants <= {f"slice-va-quadrant-v{v}-a{a}" for v in ("pos", "neg") for a in ("pos", "neg")} and quadrants
+    assert sum(len(ds.load_saved_view(v)) for v in quadrants) == len(ds.match({"va_annotated": True}))
     assert ds.classes["gt_drop_8_plus"] == list(labels.get_policy("drop-8-plus").classes)
     again = rl.load("affectnet", manual_dir=root, name="rv-affectnet", cache_dir=tmp_path)
     assert not again.built and again.samples == summary.samples
@@ -139,6 +144,11 @@ def test_run_predictions_evaluation_and_scores(fo: Any, affectnet_dir: tuple[Pat
     assert summary.views["misclassified"] == 0
     sizes = views.create_views(ds, confident_threshold=0.5)
     assert {"misclassified", "confident-mistakes", "likely-label-errors"} <= set(sizes)
+    quadrants = {name: size for name, size in sizes.items() if name.startswith("slice-va-quadrant-")}
+    faces = {name: size for name, size in sizes.items() if name.startswith("slice-face-size-")}
+    assert sum(quadrants.values()) == len(ds.match({"va_annotated": True}))
+    assert faces and set(faces) <= {"slice-face-size-small", "slice-face-size-medium", "slice-face-size-large"}
+    assert sum(faces.values()) == len(ds.exists("slice_face_size")) > 0  # every row with a box, once
     report = views.report(ds)
     assert report.runs[0].accuracy == pytest.approx(1.0) and report.samples == len(ds)
 
@@ -277,6 +287,13 @@ def test_ferplus_images_materialised_once(fo: Any, tmp_path: Path) -> None:  # n
     assert sample.votes == votes[0].tolist() and sample.vote_entropy == pytest.approx(1.0)
     assert summary.views["annotator-disagreement"] == int(np.ceil(len(votes) / 4))
     assert "no-va" not in summary.views
+    # one saved view per slice of curate.slicing: the FER+ vote agreement of every row
+    from curate.slicing import vote_agreement
+
+    expected = collections.Counter(vote_agreement(votes).tolist())
+    for value, count in expected.items():
+        name = views.slice_view_name("vote_agreement", value)
+        assert summary.views[name] == count and set(ds.load_saved_view(name).values("slice_vote_agreement")) == {value}
     mtime = Path(sample.filepath).stat().st_mtime_ns
     again = rl.load("ferplus", manual_dir=root, name="rv-ferplus", cache_dir=cache, refresh=True)
     assert again.built and again.images_written == 0

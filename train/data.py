@@ -522,3 +522,15 @@ def print_summary(data: TrainingData) -> None:
         + f"; cache {data.cache}; sampler {config.sampler}; class weights {config.class_weight}",
         flush=True,
     )
+
+
+def split_view(config: TrainConfig, source: Any, split: str, *, name: str, description: str) -> View:
+    """Every row of ``split`` the policy keeps, decoded and resized as the run's views are (not cached)."""
+    import tensorflow as tf
+
+    scan = scan_split(source, split, config)
+    keep = scan.keep
+    face_crop = (source.config or "") in datasets.get(config.dataset).face_box_layouts
+    rows = _rows_dataset(source, split, scan.ids[keep], config, face_crop=face_crop)
+    dataset = rows.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+    return View(name, split, scan.ids[keep], scan.labels[keep], dataset, description, scan.canonical[keep])

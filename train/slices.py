@@ -1,14 +1,9 @@
 """Accuracy per slice of an evaluation view, with bootstrap intervals and the best-worst gap.
 
-Slices come from what each dataset stores (:data:`SLICES`):
-
-* RAF-DB -- ``gender``, ``race``, ``age_group`` of the manual attribute files (names from
-  :data:`curate.formats.rafdb.ATTRIBUTE_NAMES`; rows without attributes are left out);
-* FERPlus -- ``vote_agreement`` from the ten votes: ``unanimous`` (every vote on the top
-  class), ``clear majority`` (the top class has more than half), ``contested`` (half or less);
-* AffectNet -- ``va_quadrant`` (signs of valence and arousal; rows without V/A left out) and
-  ``face_size`` (the source face box's side, sqrt(width x height), cut at the split's
-  tertiles: ``small`` / ``medium`` / ``large``; the cut points are reported).
+Slices come from what each dataset stores, as :mod:`curate.slicing` defines them once for
+the trainer and the review app (RAF-DB gender, race, age group; FERPlus vote agreement;
+AffectNet valence-arousal quadrant and face-box size). :func:`read_facts` reads them from a
+build, with the FER+ votes.
 
 :func:`slice_metrics` gives, per attribute and value, the rows, accuracy and balanced
 accuracy (mean recall over the classes present in the slice), each with a 95 % percentile
@@ -26,12 +21,15 @@ from typing import Any
 
 import numpy as np
 
-#: Slicing attributes per dataset.
-SLICES: dict[str, tuple[str, ...]] = {
-    "rafdb": ("gender", "race", "age_group"),
-    "ferplus": ("vote_agreement",),
-    "affectnet": ("va_quadrant", "face_size"),
-}
+from curate.slicing import (  # noqa: F401 - re-exported: the attributes are defined once, in curate
+    SLICES,
+    SliceError,
+    check_attributes,
+    face_size,
+    va_quadrant,
+    vote_agreement,
+)
+
 #: Bootstrap replicates of every interval.
 REPLICATES = 1000
 #: Slices smaller than this are reported but neither best nor worst.
@@ -44,43 +42,6 @@ _FEATURES = {
     "ferplus": ("id", "votes"),
     "affectnet": ("id", "valence", "arousal", "va_annotated", "source_face_box"),
 }
-
-
-class SliceError(ValueError):
-    """An attribute the dataset does not have."""
-
-
-def check_attributes(dataset: str, attributes: Sequence[str] | None = None) -> tuple[str, ...]:
-    """``attributes`` (default: all of the dataset's), refused with one line when the dataset lacks one."""
-    known = SLICES.get(dataset, ())
-    wanted = tuple(attributes) if attributes is not None else known
-    missing = [a for a in wanted if a not in known]
-    if missing:
-        raise SliceError(
-            f"{dataset} has no slicing attribute {', '.join(missing)} (it has: {', '.join(known) or 'none'})"
-        )
-    return wanted
-
-
-def vote_agreement(votes: np.ndarray) -> np.ndarray:
-    """``unanimous`` / ``clear majority`` / ``contested`` per row of FER+ vote counts."""
-    votes = np.asarray(votes, dtype=np.float64)
-    total = votes.sum(axis=1)
-    share = np.divide(votes.max(axis=1), total, out=np.zeros(len(votes)), where=total > 0)
-    return np.where(share >= 1.0, "unanimous", np.where(share > 0.5, "clear majority", "contested")).astype(object)
-
-
-def _quadrant(valence: np.ndarray, arousal: np.ndarray, annotated: np.ndarray) -> np.ndarray:
-    v = np.where(valence >= 0, "V+", "V-")
-    a = np.where(arousal >= 0, "A+", "A-")
-    return np.where(annotated, np.char.add(v.astype(str), a.astype(str)), None).astype(object)
-
-
-def _face_size(boxes: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    side = np.sqrt(np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None))
-    cuts = [float(c) for c in np.quantile(side, [1 / 3, 2 / 3])] if len(side) else [0.0, 0.0]
-    labels = np.where(side <= cuts[0], "small", np.where(side <= cuts[1], "medium", "large")).astype(object)
-    return labels, cuts
 
 
 @dataclasses.dataclass
@@ -113,7 +74,7 @@ def read_facts(source: Any, split: str, dataset: str) -> SplitFacts:
     A feature the source lacks (an older build, an in-memory source) leaves its attribute
     out; ``notes["missing"]`` names it.
     """
-    from curate.formats.rafdb import ATTRIBUTE_NAMES
+    from curate.slicing import ATTRIBUTE_NAMES
 
     check_attributes(dataset)
     ds = source.load(split, images=False, features=_FEATURES[dataset])
@@ -137,14 +98,15 @@ def read_facts(source: Any, split: str, dataset: str) -> SplitFacts:
         attributes["vote_agreement"] = vote_agreement(raw["votes"])
     elif dataset == "affectnet":
         if {"valence", "arousal", "va_annotated"} <= set(raw):
-            attributes["va_quadrant"] = _quadrant(raw["valence"], raw["arousal"], raw["va_annotated"].astype(bool))
+            attributes["va_quadrant"] = va_quadrant(raw["valence"], raw["arousal"], raw["va_annotated"].astype(bool))
         if "source_face_box" in raw:
-            attributes["face_size"], cuts = _face_size(raw["source_face_box"].reshape(-1, 4))
+            boxes = raw["source_face_box"].reshape(-1, 4)
+            attributes["face_size"], cuts = face_size(boxes[:, 2], boxes[:, 3])
             notes["face_size_cuts_px"] = cuts
     return SplitFacts(ids=ids, attributes=attributes, notes=notes, votes=raw.get("votes"))
 
 
-def _bootstrap(labels: np.ndarray, predicted: np.ndarray, rng: np.random.Generator, replicates: int) -> np.ndarray:
+def bootstrap_scores(labels: np.ndarray, predicted: np.ndarray, rng: np.random.Generator, replicates: int) -> np.ndarray:
     """(replicates, 2) accuracy and balanced accuracy of rows resampled with replacement."""
     n = len(labels)
     draws = rng.integers(0, n, size=(replicates, n))
@@ -159,7 +121,7 @@ def _bootstrap(labels: np.ndarray, predicted: np.ndarray, rng: np.random.Generat
     return np.stack([correct.mean(axis=1), np.nanmean(recall, axis=1)], axis=1)
 
 
-def _balanced(labels: np.ndarray, predicted: np.ndarray) -> float:
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
 
 
@@ -185,13 +147,13 @@ def slice_metrics(
         for value in sorted({v for v in values if v is not None}, key=str):
             rows = values == value
             y, p = labels[rows], predicted[rows]
-            boot = _bootstrap(y, p, rng, replicates)
+            boot = bootstrap_scores(y, p, rng, replicates)
             draws[value] = boot
             low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
             entry["values"][value] = {
                 "rows": int(rows.sum()),
                 "accuracy": {"value": float(np.mean(y == p)), "ci95": [float(low[0]), float(high[0])]},
-                "balanced_accuracy": {"value": _balanced(y, p), "ci95": [float(low[1]), float(high[1])]},
+                "balanced_accuracy": {"value": balanced_accuracy(y, p), "ci95": [float(low[1]), float(high[1])]},
                 "ranked": bool(rows.sum() >= MIN_ROWS),
             }
         ranked = [v for v, e in entry["values"].items() if e["ranked"]]

@@ -429,3 +429,58 @@ def export_command(
             highlight=False,
         )
     print_markdown(parity_markdown(exports.get("parity", {})))
+
+
+@train_app.command("evaluate")
+def evaluate_command(
+    run: Annotated[str, typer.Option("--run", help="Run folder or run name (looked up in <workspace>/runs).")],
+    on: Annotated[str, typer.Option("--on", help="DATASET[:SPLIT] to score it on (default split: test, else validation).")],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="TFDS data dir of the target (default: the run's).")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Score a finished run on another built dataset through the canonical taxonomy, with intervals."""
+    try:
+        from train.cross import cross_markdown, evaluate_on
+
+        cell = evaluate_on(run, on, data_dir=data_dir, runs_dir=runs_dir, workspace=workspace)
+    except _user_errors() as error:
+        fail(str(error))
+    matrix = {"runs": [cell["run"]], "trained_on": [cell["trained_on"]], "targets": [cell["target"]],
+              "cells": [[cell]], "method": f"policy {cell['policy']}; classes scored: {', '.join(cell['classes_scored'])}"}  # fmt: skip
+    print_markdown(cross_markdown(matrix))
+
+
+@train_app.command("cross")
+def cross_command(
+    runs: Annotated[list[str], typer.Argument(help="Run folders or run names (looked up in <workspace>/runs).")],
+    on: Annotated[
+        str, typer.Option("--on", help="Comma-separated DATASET[:SPLIT] targets.")
+    ] = "affectnet,ferplus,rafdb",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write OUT.md, OUT.json and OUT.png (heatmap) as well.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="TFDS data dir of the targets (default: each run's).")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """The train-on x test-on matrix of a set of runs over built datasets (balanced accuracy, 95% intervals)."""
+    try:
+        from train.cross import cross_markdown, cross_matrix, write_cross
+
+        targets = [t.strip() for t in on.split(",") if t.strip()]
+        matrix = cross_matrix(runs, targets, data_dir=data_dir, runs_dir=runs_dir, workspace=workspace)
+    except _user_errors() as error:
+        fail(str(error))
+    print_markdown(cross_markdown(matrix))
+    if out is not None:
+        paths = write_cross(matrix, out)
+        console.print(f"written: {paths['markdown']}, {paths['json']} and {paths['png']}", highlight=False)

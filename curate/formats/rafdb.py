@@ -87,13 +87,6 @@ ANNOTATION_DIRS: dict[str, tuple[str, str]] = {
     "manual": ("basic/Annotation/manual", "_manu_attri.txt"),
     "auto": ("basic/Annotation/auto", "_auto_attri.txt"),
 }
-#: The codes of the manual attribute files (``basic/Annotation/manual/*_manu_attri.txt``), as the
-#: RAF-DB README lists them; -1 in the TFDS build where a copy has no attribute file.
-ATTRIBUTE_NAMES: dict[str, tuple[str, ...]] = {
-    "gender": ("male", "female", "unsure"),
-    "race": ("Caucasian", "African-American", "Asian"),
-    "age_group": ("0-3", "4-19", "20-39", "40-69", "70+"),
-}
 NUM_MANUAL_LANDMARKS = 5
 NUM_AUTO_LANDMARKS = 37
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from curate import datasets as registry
-from curate import labels
+from curate import labels, slicing
 from curate.annotations import FER2013_LABEL_COLUMN
 from curate.review.fields import (
     GROUND_TRUTH_FIELD,
@@ -55,7 +55,9 @@ def vote_entropy(votes: Any) -> np.ndarray:
     return terms.sum(axis=1)
 
 
-def declare_fields(ds: Any, dataset: str, policies: Sequence[labels.LabelPolicy]) -> None:
+def declare_fields(
+    ds: Any, dataset: str, policies: Sequence[labels.LabelPolicy], slice_columns: Sequence[str] = ()
+) -> None:
     """Declare every sample field :func:`ingest_table` writes (so raw inserts need no schema expansion)."""
     import fiftyone as fo
 
@@ -83,6 +85,8 @@ def declare_fields(ds: Any, dataset: str, policies: Sequence[labels.LabelPolicy]
         add("vote_entropy", fo.FloatField)
         add("ferplus_majority", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
         add(FER2013_LABEL_COLUMN, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    for column in slice_columns:  # curate.slicing: one saved view per value (curate.review.views)
+        add(column, fo.StringField)
 
 
 def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolicy]) -> Iterator[dict[str, Any]]:
@@ -128,6 +132,7 @@ def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolic
         majority = labels.ferplus_vote_targets(vote_array, labels.DEFAULT_VOTE_MODE).label.tolist()
         excluded = frame.select(labels.vote_excluded_polars()).to_series().to_list()
         originals = frame[FER2013_LABEL_COLUMN].to_list() if FER2013_LABEL_COLUMN in frame.columns else [None] * n
+    slice_values = {c: frame[c].to_list() for c in frame.columns if c.startswith(slicing.COLUMN_PREFIX)}
     for i in range(n):
         label = columns["label"][i]
         width, height = columns["image_width"][i], columns["image_height"][i]
@@ -160,6 +165,8 @@ def sample_fields(frame: Any, dataset: str, policies: Sequence[labels.LabelPolic
             fields["ferplus_majority"] = None if votes_list[i] is None else {"label": canonical[majority[i]]}
             original = originals[i]
             fields[FER2013_LABEL_COLUMN] = None if original is None else {"label": canonical[original]}
+        for column, values in slice_values.items():
+            fields[column] = values[i]
         yield fields
 
 
@@ -276,7 +283,8 @@ def insert_samples(
     policies = list(labels.BUILTIN_POLICIES.values()) if policies is None else list(policies)
     if ds.media_type is None:
         ds.media_type = "image"
-    declare_fields(ds, dataset, policies)
+    frame = slicing.frame_slices(frame, dataset)
+    declare_fields(ds, dataset, policies, [c for c in frame.columns if c.startswith(slicing.COLUMN_PREFIX)])
     collection = ds._sample_collection  # FiftyOne's own bulk path (Dataset._add_samples_batch) does the same
     inserted = 0
     for offset in range(0, frame.height, max(1, batch_size)):

@@ -16,6 +16,9 @@ Scope
 ``va-outliers``           AffectNet rows flagged by the V/A consistency audit, farthest first
 ========================  =================================================================
 
+``slice-<attribute>-<value>``  one per slice of :mod:`curate.slicing` (RAF-DB gender / race / age
+                          group, FER+ vote agreement, AffectNet V-A quadrant and face size)
+
 ``va-outliers`` (like ``duplicates``) is saved only when it has rows: the flags come from
 :func:`curate.review.audit_fields.mark_va_outliers` (``va_outlier`` / ``va_distance``).
 
@@ -32,6 +35,7 @@ from typing import Any
 
 from curate.review import duplicates
 from curate.review.fields import INFO_KEY, VA_DISTANCE_FIELD, VA_OUTLIER_FIELD, VA_OUTLIER_K, RunFields
+from curate.slicing import COLUMN_PREFIX as SLICE_PREFIX
 
 #: Default confidence above which a wrong prediction counts as a confident mistake.
 CONFIDENT_THRESHOLD = 0.8
@@ -50,6 +54,34 @@ VIEW_DESCRIPTIONS = {
     "(robust distance > median + {k:g}·1.4826·MAD per label), farthest first",
 }
 VIEW_NAMES: tuple[str, ...] = tuple(VIEW_DESCRIPTIONS)
+#: Saved views per slice are named ``slice-<attribute>-<value>`` (value made URL-safe).
+SLICE_VIEW_PREFIX = "slice-"
+
+
+def slice_view_name(attribute: str, value: str) -> str:
+    """``slice-<attribute>-<value>``: the value lower-cased, ``+`` as ``pos``, and anything else not a
+    letter or digit as ``-``; V-A quadrants spell their signs: ``V+A-`` -> ``vpos-aneg``."""
+    if attribute == "va_quadrant":  # signs, not separators: V+A- must not read as V-A+
+        value = value.replace("+", "pos ").replace("-", "neg ")
+    slug = "-".join("".join(ch if ch.isalnum() else " " for ch in value.lower()).split())
+    return f"{SLICE_VIEW_PREFIX}{attribute.replace('_', '-')}-{slug}"
+
+
+def slice_views(ds: Any) -> dict[str, tuple[Any, str]]:
+    """One view per value of every ``slice_<attribute>`` field (``curate.slicing``)."""
+    from fiftyone import ViewField as F
+
+    out: dict[str, tuple[Any, str]] = {}
+    for field in sorted(f for f in ds.get_field_schema() if f.startswith(SLICE_PREFIX)):
+        attribute = field.removeprefix(SLICE_PREFIX)
+        for value in sorted(v for v in ds.distinct(field) if v is not None):
+            view = ds.match(F(field) == value)
+            out[slice_view_name(attribute, value)] = (
+                view,
+                f"Slice {attribute} = {value} (curate.slicing; its accuracy per run is in metrics.json and "
+                "`curate train compare`)",
+            )
+    return out
 
 
 def build_views(
@@ -103,6 +135,7 @@ def build_views(
         if len(flagged):
             k = (info.get("va_outliers") or {}).get("k", VA_OUTLIER_K)
             out["va-outliers"] = (flagged, VIEW_DESCRIPTIONS["va-outliers"].format(k=k))
+    out.update(slice_views(ds))
     return out
 
 
@@ -114,7 +147,7 @@ def create_views(ds: Any, **options: Any) -> dict[str, int]:
     """
     wanted = build_views(ds, **options)
     for name in ds.list_saved_views():
-        if name in VIEW_NAMES and name not in wanted:
+        if (name in VIEW_NAMES or name.startswith(SLICE_VIEW_PREFIX)) and name not in wanted:
             ds.delete_saved_view(name)
     sizes = {}
     for name, (view, description) in wanted.items():
