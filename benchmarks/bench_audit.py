@@ -84,7 +84,11 @@ def edit_recall(out, args):
     truth = audit.inject_duplicates(out, args.edits * len(audit.EDIT_KINDS), seed=args.seed + 1, kinds=audit.EDIT_KINDS)
     hashed = audit.hash_images(audit.load_images("affectnet", out), workers=args.workers)
     rows = []
-    for label, options in (("rank (audit)", {}), ("raw grey (before)", {"normalise": "raw", "max_pixel_diff": 6.0})):
+    for label, options in (
+        ("rank (audit)", {}),
+        ("rank + `--flips`", {"flips": True}),
+        ("raw grey (before)", {"normalise": "raw", "max_pixel_diff": 6.0}),
+    ):
         pairs = audit.pairs_from_hashes(hashed, **options)
         score = audit.score_pairs(pairs, truth)
         by_kind = {k: audit.score_pairs(pairs, truth.filter(pl.col("kind") == k))["recall"] for k in audit.EDIT_KINDS}
@@ -161,6 +165,11 @@ def index_comparison(args) -> list[tuple]:
         hits = len(found & at_threshold)
         out.append((f"  of which planted exactly at {radius} bits", len(at_threshold), None, hits,
                     hits / max(len(at_threshold), 1), None))  # fmt: skip
+    # --flips searches every hash against the mirrored ones: one search over twice the hashes
+    both = np.vstack([large, large[::-1]])
+    result, seconds = timed(ns.near_pairs, both, radius, method="lsh")
+    out.append((f"LSH over hashes + mirrored hashes (`--flips`), {args.large_n:,} images", 2 * args.large_n,
+                seconds, len(result[0]), None, extrapolated))  # fmt: skip
     out.append(("memory estimate (lsh, bytes)", args.large_n, None, ns.memory_needed("lsh", args.large_n), None, None))
     return out
 

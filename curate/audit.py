@@ -42,8 +42,9 @@ z-score still let distinct faces through at 5.3 while a saturated brightness cop
 14; ranks are unchanged by any increasing grey-level map. Measured (seed 0, 2,249 images, 160
 injected copies, 5,943 distinct-face pairs within 70 bits): true pairs within the pHash
 threshold <= 10.3 but one saturated brightness copy (22.8), distinct faces >= 12.8, hence 11.
-A horizontal flip changes the pHash (distance > 70) and a 5 % tighter face box moves it as
-far: neither is found. The search (:mod:`curate.near_search`) is exact all pairs for small
+A horizontal flip changes the pHash (distance > 70): ``flips=True`` also hashes each mirrored
+face and searches every hash against the mirrored ones (``kind="flip"``). A 5 % tighter face
+box moves the pHash as far as a different face's: not found. The search (:mod:`curate.near_search`) is exact all pairs for small
 sets and bit-sampling LSH as Polars joins for large ones (``method=``).
 
 Valence/arousal outliers (:func:`va_outliers`): per label, the robust centre is the median
@@ -74,6 +75,7 @@ from curate.exclusions import COLUMNS as EXCLUSION_COLUMNS
 from curate.exclusions import exclusion_schema
 from curate.near_search import METHODS as SEARCH_METHODS  # noqa: F401 - re-exported
 from curate.near_search import near_pairs
+from curate.va_audit import VA_K, VA_MIN_ROWS, VA_MIN_SCALE, va_outliers, va_summary  # noqa: F401 - re-exported
 
 #: pHash side: ``HASH_SIZE**2`` bits (16 -> 256 bits, four uint64 words).
 HASH_SIZE = 16
@@ -94,13 +96,6 @@ ZSCORE_SCALE = 50.0
 HASH_CHUNK = 256
 #: Keep order of :func:`exclusion_ids`: the earlier split in this tuple is kept.
 KEEP_ORDER: tuple[str, ...] = ("test", "validation", "train")
-#: ``k`` of the V/A threshold ``median(d) + k * 1.4826 * MAD(d)``.
-VA_K = 3.0
-#: Smallest per-label V/A scale (valence/arousal units), so a very tight class is not over-flagged.
-VA_MIN_SCALE = 0.05
-#: Labels with fewer annotated rows than this get no threshold (nothing flagged).
-VA_MIN_ROWS = 10
-_MAD = 1.4826
 
 PAIR_SCHEMA: dict[str, Any] = {
     "id_a": pl.String,
@@ -109,7 +104,7 @@ PAIR_SCHEMA: dict[str, Any] = {
     "id_b": pl.String,
     "dataset_b": pl.String,
     "split_b": pl.String,
-    "kind": pl.String,  # "exact" | "near"
+    "kind": pl.String,  # "exact" | "near" | "flip" (a horizontal mirror image, pairs_from_hashes(flips=True))
     "distance": pl.Int16,  # pHash Hamming distance (0 for most exact pairs)
     "pixel_diff": pl.Float32,  # mean |difference| of the normalised 16x16 face thumbnails (0-255 scale)
 }
@@ -190,12 +185,13 @@ def _face_crop(image: Any, box: Any) -> Any:
     return image.crop((left, top, right, bottom))
 
 
-def _hash_chunk(tasks: list[tuple[Any, ...]]) -> list[tuple[bytes, bytes, bytes] | None]:
-    """(exact digest, pHash bytes, grey thumbnail bytes) of each image, or None when it does not decode."""
+def _hash_chunk(tasks: list[tuple[Any, ...]]) -> list[tuple[bytes, bytes, bytes, bytes] | None]:
+    """(exact digest, pHash, grey thumbnail, pHash of the mirrored face) of each image, or None when it
+    does not decode."""
     import imagehash
     from PIL import Image
 
-    out: list[tuple[bytes, bytes, bytes] | None] = []
+    out: list[tuple[bytes, bytes, bytes, bytes] | None] = []
     for task in tasks:
         try:
             image = _open_image(task)
@@ -204,9 +200,14 @@ def _hash_chunk(tasks: list[tuple[Any, ...]]) -> list[tuple[bytes, bytes, bytes]
             digest = hashlib.sha256(f"{image.mode}{image.size}".encode())
             digest.update(image.tobytes())
             face = _face_crop(image, task[1]).convert("L")
-            bits = np.asarray(imagehash.phash(face, hash_size=HASH_SIZE).hash, dtype=bool).ravel()
+            # imagehash.phash resizes to 4 x HASH_SIZE with Lanczos first: done here once, the
+            # hash of this image is the same, and its mirror image costs one more DCT only
+            small = face.resize((4 * HASH_SIZE, 4 * HASH_SIZE), Image.Resampling.LANCZOS)
+            bits = np.asarray(imagehash.phash(small, hash_size=HASH_SIZE).hash, dtype=bool).ravel()
+            mirrored = small.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            flip_bits = np.asarray(imagehash.phash(mirrored, hash_size=HASH_SIZE).hash, dtype=bool).ravel()
             thumb = face.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR).tobytes()
-            out.append((digest.digest(), np.packbits(bits).tobytes(), thumb))
+            out.append((digest.digest(), np.packbits(bits).tobytes(), thumb, np.packbits(flip_bits).tobytes()))
         except Exception:  # noqa: BLE001 - an undecodable file is reported, not fatal
             out.append(None)
     return out
@@ -236,7 +237,7 @@ def hash_chunks(chunks: Iterable[list[tuple[Any, ...]]], *, workers: int | None 
             yield pending.popleft().result()
 
 
-def hashed_frame(meta: pl.DataFrame, results: Sequence[tuple[bytes, bytes, bytes] | None]) -> pl.DataFrame:
+def hashed_frame(meta: pl.DataFrame, results: Sequence[tuple[bytes, ...] | None]) -> pl.DataFrame:
     """``meta``'s ``id, dataset, split`` plus the hash columns of :func:`hash_images`."""
     ok = [r is not None for r in results]
     return meta.select("id", "dataset", "split").with_columns(
@@ -244,6 +245,7 @@ def hashed_frame(meta: pl.DataFrame, results: Sequence[tuple[bytes, bytes, bytes
         pl.Series("sha256", [r[0] if r else None for r in results], dtype=pl.Binary),
         pl.Series("phash", [r[1] if r else None for r in results], dtype=pl.Binary),
         pl.Series("thumb", [r[2] if r else None for r in results], dtype=pl.Binary),
+        pl.Series("phash_flip", [r[3] if r else None for r in results], dtype=pl.Binary),
     )
 
 
@@ -251,8 +253,9 @@ def hash_images(images: pl.DataFrame, *, workers: int | None = None) -> pl.DataF
     """Decode and hash every image with a process pool.
 
     Returns ``images``' ``id, dataset, split`` plus ``ok`` (decoded), ``sha256`` (binary
-    digest of the decoded pixels), ``phash`` (binary, ``HASH_SIZE**2 / 8`` bytes) and
-    ``thumb`` (the grey face at ``THUMB_SIZE`` x ``THUMB_SIZE``, raw bytes).
+    digest of the decoded pixels), ``phash`` (binary, ``HASH_SIZE**2 / 8`` bytes),
+    ``thumb`` (the grey face at ``THUMB_SIZE`` x ``THUMB_SIZE``, raw bytes) and ``phash_flip``
+    (the pHash of the horizontally mirrored face, for ``pairs_from_hashes(flips=True)``).
     """
     box_cols = ("face_x", "face_y", "face_width", "face_height")
     boxes = images.select(box_cols).rows() if all(c in images.columns for c in box_cols) else [None] * images.height
@@ -285,6 +288,7 @@ def pairs_from_hashes(
     max_pixel_diff: float | None = DEFAULT_MAX_PIXEL_DIFF,
     method: str = "auto",
     normalise: str = DEFAULT_NORMALISE,
+    flips: bool = False,
 ) -> pl.DataFrame:
     """Duplicate pairs of a :func:`hash_images` frame (rows with ``ok`` false are skipped).
 
@@ -292,6 +296,11 @@ def pairs_from_hashes(
     :data:`SEARCH_METHODS`, see :mod:`curate.near_search`) are kept when the mean absolute
     difference of their thumbnails, each normalised by ``normalise`` (one of
     :data:`NORMALISE_METHODS`), is <= ``max_pixel_diff`` (``None``: no check).
+
+    ``flips``: also pairs whose one image is a horizontal mirror of the other (``kind="flip"``):
+    each image's pHash is searched against the pHashes of the mirrored faces (``phash_flip``),
+    and the candidates are verified on the first thumbnail against the mirrored second. The
+    search runs over twice the hashes: about three times the time of the search without it.
     """
     if normalise not in NORMALISE_METHODS:
         raise ValueError(f"thumbnail normalisation {normalise!r}: not one of {', '.join(NORMALISE_METHODS)}")
@@ -316,13 +325,24 @@ def pairs_from_hashes(
     diff_near = _thumb_diff(thumbs, ni, nj, normalise) if thumbs is not None else None
     if diff_near is not None and max_pixel_diff is not None:
         near_mask &= diff_near <= max_pixel_diff
-    i = np.concatenate([ex_i_arr, ni[near_mask]])
-    j = np.concatenate([ex_j_arr, nj[near_mask]])
-    kind = ["exact"] * len(ex_i_arr) + ["near"] * int(near_mask.sum())
-    dist = np.concatenate([ex_d, nd[near_mask].astype(np.int16)])
+    fi, fj, fd, diff_flip = (np.zeros(0, dtype=np.int64),) * 2 + (np.zeros(0, dtype=np.int16),) + (np.zeros(0),)
+    if flips and "phash_flip" in frame.columns:
+        known = np.concatenate([ex_i_arr * n + ex_j_arr, ni[near_mask] * n + nj[near_mask]])
+        fi, fj, fd = _flip_candidates(phash, hash_words(frame["phash_flip"].to_list()), max_distance, method)
+        keep = ~np.isin(fi * n + fj, known)
+        if thumbs is not None:
+            diff_flip = _thumb_diff(thumbs, fi, fj, normalise, other=_mirror_thumbs(thumbs))
+            if max_pixel_diff is not None:
+                keep &= diff_flip <= max_pixel_diff
+            diff_flip = diff_flip[keep]
+        fi, fj, fd = fi[keep], fj[keep], fd[keep]
+    i = np.concatenate([ex_i_arr, ni[near_mask], fi])
+    j = np.concatenate([ex_j_arr, nj[near_mask], fj])
+    kind = ["exact"] * len(ex_i_arr) + ["near"] * int(near_mask.sum()) + ["flip"] * len(fi)
+    dist = np.concatenate([ex_d, nd[near_mask].astype(np.int16), fd.astype(np.int16)])
     if thumbs is not None:
         diff_exact = _thumb_diff(thumbs, ex_i_arr, ex_j_arr, normalise)
-        pixel_diff = np.concatenate([diff_exact, diff_near[near_mask]]).astype(np.float32)
+        pixel_diff = np.concatenate([diff_exact, diff_near[near_mask], diff_flip]).astype(np.float32)
     else:
         pixel_diff = np.full(len(i), np.nan, dtype=np.float32)
     ids, datasets, splits = (frame[c].to_numpy() for c in ("id", "dataset", "split"))
@@ -347,11 +367,35 @@ def _thumbs(frame: pl.DataFrame) -> np.ndarray | None:
     return np.frombuffer(b"".join(frame["thumb"].to_list()), dtype=np.uint8).reshape(frame.height, size)
 
 
-def _thumb_diff(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, normalise: str) -> np.ndarray:
-    """Mean absolute difference of the normalised thumbnails of pairs ``(i, j)``; only their rows are normalised."""
+def _thumb_diff(
+    thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, normalise: str, *, other: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean absolute difference of the normalised thumbnails of pairs ``(i, j)`` (``j`` taken from
+    ``other`` when given: the mirrored thumbnails); only their rows are normalised."""
+    if other is not None:
+        left, right = normalise_thumbs(thumbs[i], normalise), normalise_thumbs(other[j], normalise)
+        return np.abs(left - right).mean(axis=1) if len(i) else np.zeros(0)
     rows = np.unique(np.concatenate([i, j]))
     normalised = normalise_thumbs(thumbs[rows], normalise)
     return np.abs(normalised[np.searchsorted(rows, i)] - normalised[np.searchsorted(rows, j)]).mean(axis=1)
+
+
+def _mirror_thumbs(thumbs: np.ndarray) -> np.ndarray:
+    """The ``(n, THUMB_SIZE**2)`` thumbnails mirrored left to right."""
+    return thumbs.reshape(-1, THUMB_SIZE, THUMB_SIZE)[:, :, ::-1].reshape(len(thumbs), -1)
+
+
+def _flip_candidates(
+    phash: np.ndarray, mirrored: np.ndarray, max_distance: int, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``i < j`` where one image's pHash is near the other's mirrored pHash (one search over both)."""
+    n = len(phash)
+    a, b, d = near_pairs(np.vstack([phash, mirrored]), max_distance, method=method)
+    cross = (a < n) & (b >= n) & (b - n != a)  # an image against another's mirror image
+    i, j = a[cross], b[cross] - n
+    low, high = np.minimum(i, j), np.maximum(i, j)
+    key, first = np.unique(low * max(n, 1) + high, return_index=True)  # (a, mirror b) and (b, mirror a) are one
+    return low[first], high[first], d[cross][first]
 
 
 def normalise_thumbs(thumbs: np.ndarray, normalise: str = DEFAULT_NORMALISE) -> np.ndarray:
@@ -440,7 +484,7 @@ def find_duplicates(
 
 
 def pair_summary(pairs: pl.DataFrame) -> pl.DataFrame:
-    """Pairs per (``dataset/split``, ``dataset/split``) and kind: ``group_a, group_b, exact, near, total``."""
+    """Pairs per (``dataset/split``, ``dataset/split``) and kind: ``group_a, group_b, exact, near, flip, total``."""
     key_a = pl.format("{}/{}", "dataset_a", "split_a")
     key_b = pl.format("{}/{}", "dataset_b", "split_b")
     first = pl.min_horizontal(key_a, key_b)
@@ -451,6 +495,7 @@ def pair_summary(pairs: pl.DataFrame) -> pl.DataFrame:
         .agg(
             (pl.col("kind") == "exact").sum().cast(pl.Int64).alias("exact"),
             (pl.col("kind") == "near").sum().cast(pl.Int64).alias("near"),
+            (pl.col("kind") == "flip").sum().cast(pl.Int64).alias("flip"),
             pl.len().cast(pl.Int64).alias("total"),
         )
         .sort("group_a", "group_b")
@@ -705,72 +750,3 @@ def score_pairs(pairs: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
         "true_pairs": float(len(real)),
         "hits": float(hits),
     }
-
-
-# --------------------------------------------------------------------------------------
-# Valence / arousal consistency
-# --------------------------------------------------------------------------------------
-
-
-def va_outliers(annotations: pl.DataFrame, *, k: float = VA_K, min_scale: float = VA_MIN_SCALE) -> pl.DataFrame:
-    """Robust per-label V/A distance of every annotated row, and whether it is an outlier.
-
-    Parameters
-    ----------
-    annotations : polars.DataFrame
-        ``id, label, valence, arousal`` (``dataset``, ``split``, ``va_annotated`` used when
-        present). Rows with a null valence or arousal, or ``va_annotated`` false, are left out.
-    k : float
-        Threshold ``median(d) + k * 1.4826 * MAD(d)`` per label.
-    min_scale : float
-        Floor of the per-label V/A scale.
-
-    Returns
-    -------
-    polars.DataFrame
-        The kept rows with ``centre_valence``, ``centre_arousal``, ``distance``,
-        ``threshold`` and ``outlier`` (false for labels with fewer than :data:`VA_MIN_ROWS` rows).
-    """
-    frame = annotations.filter(pl.col("valence").is_not_null() & pl.col("arousal").is_not_null())
-    if "va_annotated" in frame.columns:
-        frame = frame.filter(pl.col("va_annotated").fill_null(False))
-    by = pl.col("label")
-
-    def mad(c: str) -> pl.Expr:
-        return (pl.col(c) - pl.col(c).median().over(by)).abs().median().over(by)
-
-    with_scale = frame.with_columns(
-        pl.col("valence").median().over(by).alias("centre_valence"),
-        pl.col("arousal").median().over(by).alias("centre_arousal"),
-        pl.max_horizontal(mad("valence") * _MAD, pl.lit(min_scale)).alias("_sv"),
-        pl.max_horizontal(mad("arousal") * _MAD, pl.lit(min_scale)).alias("_sa"),
-        pl.len().over(by).alias("_n"),
-    )
-    dist = (
-        ((pl.col("valence") - pl.col("centre_valence")) / pl.col("_sv")) ** 2
-        + ((pl.col("arousal") - pl.col("centre_arousal")) / pl.col("_sa")) ** 2
-    ).sqrt()
-    scored = with_scale.with_columns(dist.cast(pl.Float64).alias("distance"))
-    d_med = pl.col("distance").median().over(by)
-    d_mad = (pl.col("distance") - d_med).abs().median().over(by)
-    return (
-        scored.with_columns((d_med + k * _MAD * d_mad).alias("threshold"))
-        .with_columns(((pl.col("distance") > pl.col("threshold")) & (pl.col("_n") >= VA_MIN_ROWS)).alias("outlier"))
-        .drop("_sv", "_sa", "_n")
-    )
-
-
-def va_summary(scored: pl.DataFrame) -> pl.DataFrame:
-    """Per label: ``label, rows, outliers, share, centre_valence, centre_arousal, threshold``."""
-    return (
-        scored.group_by("label")
-        .agg(
-            pl.len().alias("rows"),
-            pl.col("outlier").sum().cast(pl.Int64).alias("outliers"),
-            pl.col("centre_valence").first(),
-            pl.col("centre_arousal").first(),
-            pl.col("threshold").first(),
-        )
-        .with_columns((pl.col("outliers") / pl.col("rows")).alias("share"))
-        .sort("label")
-    )

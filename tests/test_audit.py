@@ -62,11 +62,44 @@ def test_verification_is_invariant_to_brightness_contrast_gamma(edited):
         assert found[kind] >= 0.8, (kind, found)
     # raw grey levels miss the intensity edits: the normalisation is what finds them
     assert max(before["brightness"], before["contrast"], before["gamma"]) <= 0.4, before
-    # known misses: a flip changes the pHash, a 5 % tighter face box moves it past the threshold
+    # known misses: a flip changes the pHash (unless flips=True, below), a 5 % tighter face box
+    # moves it past the threshold
     assert found["flip"] == 0.0 and found["crop"] == 0.0, found
     # no new false pairs: everything found is an injected pair
     assert audit.score_pairs(pairs, truth)["precision"] == 1.0
     assert audit.score_pairs(raw, truth)["precision"] == 1.0
+
+
+def test_flips_are_found_when_asked(edited):
+    _, hashed, truth = edited
+    pairs = audit.pairs_from_hashes(hashed, flips=True)
+    found = recall_by_kind(pairs, truth)
+    assert found["flip"] == 1.0, found  # injector seeds 5, 17 and 23: every mirrored copy, precision 1.0
+    flipped = truth.filter(pl.col("kind") == "flip")
+    assert audit.score_pairs(pairs.filter(pl.col("kind") == "flip"), flipped)["recall"] == 1.0
+    # the other kinds are found as before, and nothing found is a false pair
+    assert {k: v for k, v in found.items() if k != "flip"} == {
+        k: v for k, v in recall_by_kind(audit.pairs_from_hashes(hashed), truth).items() if k != "flip"
+    }
+    assert audit.score_pairs(pairs, truth)["precision"] == 1.0
+    summary = audit.pair_summary(pairs)
+    assert int(summary["flip"].sum()) == pairs.filter(pl.col("kind") == "flip").height > 0
+
+
+def test_the_mirrored_hash_is_the_hash_of_the_mirrored_image(edited):
+    import imagehash
+    from PIL import Image, ImageOps
+
+    work, hashed, _ = edited
+    images = audit.load_images("affectnet", work).head(5)
+    for row, hashes in zip(images.iter_rows(named=True), hashed.head(5).iter_rows(named=True), strict=True):
+        box = (row["face_x"], row["face_y"], row["face_width"], row["face_height"])
+        face = audit._face_crop(Image.open(row["path"]).convert("RGB"), box).convert("L")
+        expected = np.packbits(np.asarray(imagehash.phash(face, hash_size=16).hash).ravel()).tobytes()
+        mirrored = np.packbits(np.asarray(imagehash.phash(ImageOps.mirror(face), hash_size=16).hash).ravel())
+        assert hashes["phash"] == expected  # resizing once before imagehash gives imagehash's own hash
+        distance = np.unpackbits(np.frombuffer(hashes["phash_flip"], np.uint8) ^ mirrored).sum()
+        assert distance <= 4  # the mirror of the resized face, not the resized mirror: rounding only
 
 
 def test_normalise_thumbs():

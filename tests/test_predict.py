@@ -182,3 +182,21 @@ def test_cross_dataset_table(run_dir, tmp_path):
     assert unknown.exit_code == 1 and "no dataset 'fer2013'" in unknown.output
     no_split = runner.invoke(app, ["train", "evaluate", "--run", str(run_dir), "--on", "rafdb:validation"])
     assert no_split.exit_code == 1 and "rafdb has no split 'validation'" in no_split.output
+
+
+def test_slices_and_calibration_of_a_run(run_dir):
+    result = runner.invoke(app, ["train", "slices", "--run", str(run_dir), "--view", "test"])
+    assert result.exit_code == 0, result.output
+    assert "| vote_agreement | rows | accuracy [95%] | balanced accuracy [95%] |" in result.output
+    assert "Best − worst slice:" in result.output and "…" not in result.output
+    wrong = runner.invoke(app, ["train", "slices", "--run", str(run_dir), "--by", "gender"])
+    assert wrong.exit_code == 1 and "ferplus has no slicing attribute gender (it has: vote_agreement)" in wrong.output
+    no_view = runner.invoke(app, ["train", "slices", "--run", str(run_dir), "--view", "holdout"])
+    assert no_view.exit_code == 1 and "has no view 'holdout'" in no_view.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    calibration = metrics["calibration"]
+    assert calibration["fitted_on"] == "class_frequency"
+    for view, entry in calibration["views"].items():
+        assert (run_dir / entry["reliability"]).is_file(), view
+    if calibration["temperature"] is None:  # the tiny hold-out: the reason is stored, in one line
+        assert "fewer than the 100 needed" in calibration["not_fitted"]

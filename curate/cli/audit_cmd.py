@@ -72,10 +72,11 @@ def _print_summary(
     )
     summary = audit.pair_summary(pairs)
     table = Table(title=f"duplicate pairs: {pairs.height:,} (pHash distance <= {max_distance})")
-    for column in ("group a", "group b", "exact", "near", "total"):
+    for column in ("group a", "group b", "exact", "near", "flip", "total"):
         table.add_column(column, justify="left" if column.startswith("group") else "right")
     for row in summary.iter_rows(named=True):
-        table.add_row(row["group_a"], row["group_b"], f"{row['exact']:,}", f"{row['near']:,}", f"{row['total']:,}")
+        counts = (f"{row[k]:,}" for k in ("exact", "near", "flip", "total"))
+        table.add_row(row["group_a"], row["group_b"], *counts)
     print_table(table)
     console.print(f"ids to drop to keep one image per group (test/validation kept): {exclusions.height:,}")
 
@@ -133,6 +134,13 @@ def duplicates_command(
         str,
         typer.Option("--normalise", help="Thumbnail normalisation before comparing: rank, zscore or raw."),
     ] = "rank",
+    flips: Annotated[
+        bool,
+        typer.Option(
+            "--flips/--no-flips",
+            help="Also find horizontally mirrored copies (a second search over mirrored hashes: about 3x the search).",
+        ),
+    ] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Hashing processes (default: every CPU).")] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -175,7 +183,8 @@ def duplicates_command(
             )
             hashed = audit.hash_images(images, workers=workers)
         pairs = audit.pairs_from_hashes(
-            hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff, method=method, normalise=normalise
+            hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff, method=method, normalise=normalise,
+            flips=flips,
         )
         elapsed = time.perf_counter() - started
         if out is not None:

@@ -484,3 +484,41 @@ def cross_command(
     if out is not None:
         paths = write_cross(matrix, out)
         console.print(f"written: {paths['markdown']}, {paths['json']} and {paths['png']}", highlight=False)
+
+
+@train_app.command("slices")
+def slices_command(
+    run: Annotated[str, typer.Option("--run", help="Run folder or run name (looked up in <workspace>/runs).")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Comma-separated attributes (default: every one the dataset has).")
+    ] = None,
+    view: Annotated[str | None, typer.Option("--view", help="One evaluation view (default: all).")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """A finished run's accuracy per slice (95% intervals, best-worst gap) and its calibration."""
+    try:
+        from curate.slicing import check_attributes
+        from train.runs import load_run
+
+        loaded = load_run(run, runs_dir=runs_dir, workspace=workspace)
+        dataset = loaded["config"]["dataset"]
+        wanted = check_attributes(dataset, [a.strip() for a in by.split(",") if a.strip()] if by else None)
+        diagnostics = loaded["metrics"].get("diagnostics")
+        if not diagnostics:
+            raise ValueError(f"run {loaded['path'].name} has no slices (trained before they existed): train it again")
+        if view is not None and view not in diagnostics:
+            raise ValueError(f"run {loaded['path'].name} has no view {view!r} (views: {', '.join(diagnostics)})")
+    except _user_errors() as error:
+        fail(str(error))
+    from train.slices import slices_markdown
+
+    for name, entry in diagnostics.items():
+        if view is None or name == view:
+            chosen = {a: v for a, v in entry.get("slices", {}).items() if a in wanted}
+            missing = [a for a in wanted if a not in chosen]
+            print_markdown(slices_markdown(chosen, title=f"## {loaded['path'].name}: {name} view"))
+            if missing:
+                console.print(f"not in this build (older build or copy without them): {', '.join(missing)}")
