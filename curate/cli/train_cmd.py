@@ -222,6 +222,14 @@ ProgressOption = Annotated[
 ]
 
 
+#: The options the commands over finished runs share.
+RunOption = Annotated[str, typer.Option("--run", help="Run folder or run name (looked up in <workspace>/runs).")]
+RunsArgument = Annotated[list[str], typer.Argument(help="Run folders or run names (looked up in <workspace>/runs).")]
+RunsDirOption = Annotated[
+    Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
+]
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, OSError)
 
@@ -379,13 +387,11 @@ def _print_result(result: Any, *, registered: bool) -> None:
 
 @train_app.command("compare")
 def compare_command(
-    runs: Annotated[list[str], typer.Argument(help="Run folders or run names (looked up in <workspace>/runs).")],
+    runs: RunsArgument,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the table to OUT.md and OUT.json as well.")
     ] = None,
-    runs_dir: Annotated[
-        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
-    ] = None,
+    runs_dir: RunsDirOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Rebuild the policy comparison table (Markdown + JSON) from finished runs."""
@@ -403,14 +409,12 @@ def compare_command(
 
 @train_app.command("export")
 def export_command(
-    run: Annotated[str, typer.Option("--run", help="Run folder or run name (looked up in <workspace>/runs).")],
+    run: RunOption,
     format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="TFDS data dir, when the build moved since the run.")
     ] = None,
-    runs_dir: Annotated[
-        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
-    ] = None,
+    runs_dir: RunsDirOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Export a finished run (ONNX) and measure every backend against Keras on its evaluation rows."""
@@ -433,14 +437,12 @@ def export_command(
 
 @train_app.command("evaluate")
 def evaluate_command(
-    run: Annotated[str, typer.Option("--run", help="Run folder or run name (looked up in <workspace>/runs).")],
+    run: RunOption,
     on: Annotated[str, typer.Option("--on", help="DATASET[:SPLIT] to score it on (default split: test, else validation).")],
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="TFDS data dir of the target (default: the run's).")
     ] = None,
-    runs_dir: Annotated[
-        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
-    ] = None,
+    runs_dir: RunsDirOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Score a finished run on another built dataset through the canonical taxonomy, with intervals."""
@@ -457,7 +459,7 @@ def evaluate_command(
 
 @train_app.command("cross")
 def cross_command(
-    runs: Annotated[list[str], typer.Argument(help="Run folders or run names (looked up in <workspace>/runs).")],
+    runs: RunsArgument,
     on: Annotated[
         str, typer.Option("--on", help="Comma-separated DATASET[:SPLIT] targets.")
     ] = "affectnet,ferplus,rafdb",
@@ -467,9 +469,7 @@ def cross_command(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="TFDS data dir of the targets (default: each run's).")
     ] = None,
-    runs_dir: Annotated[
-        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
-    ] = None,
+    runs_dir: RunsDirOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """The train-on x test-on matrix of a set of runs over built datasets (balanced accuracy, 95% intervals)."""
@@ -488,14 +488,12 @@ def cross_command(
 
 @train_app.command("slices")
 def slices_command(
-    run: Annotated[str, typer.Option("--run", help="Run folder or run name (looked up in <workspace>/runs).")],
+    run: RunOption,
     by: Annotated[
         str | None, typer.Option("--by", help="Comma-separated attributes (default: every one the dataset has).")
     ] = None,
     view: Annotated[str | None, typer.Option("--view", help="One evaluation view (default: all).")] = None,
-    runs_dir: Annotated[
-        Path | None, typer.Option("--runs-dir", help="Where run names are looked up (default <workspace>/runs).")
-    ] = None,
+    runs_dir: RunsDirOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """A finished run's accuracy per slice (95% intervals, best-worst gap) and its calibration."""
