@@ -77,6 +77,8 @@ class DatasetSpec:
         with a face box to crop.
     manual_dir_hint : str
         What the manual dir holds, for "not built yet" messages.
+    slices : tuple of str
+        The attributes its evaluations are sliced by (computed by ``curate.slicing``).
     tfds_columns : callable
         ``(batch, n) -> {column: polars.Series}``: the dataset's annotation columns from one
         batch of TFDS examples (NumPy arrays); ``raw_label`` and ``label`` at least.
@@ -101,6 +103,7 @@ class DatasetSpec:
     face_box_layouts: tuple[str, ...] = ()
     tfds_geometry_in_stored_image: bool = False
     manual_dir_hint: str = "<folder with the files as the authors ship them>"
+    slices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "raw_to_canonical", MappingProxyType(dict(self.raw_to_canonical)))
@@ -295,6 +298,7 @@ AFFECTNET = register(
         face_box_layouts=("original",),
         tfds_geometry_in_stored_image=True,
         manual_dir_hint="<folder with Manually_Annotated_file_lists/ or train_set/ + val_set/>",
+        slices=("va_quadrant", "face_size"),
     )
 )
 FERPLUS = register(
@@ -312,6 +316,7 @@ FERPLUS = register(
         default_monitor="balanced",
         votes=True,
         images_option={"with_pixels": True},
+        slices=("vote_agreement",),
         manual_dir_hint="<folder with fer2013new.csv and fer2013.csv, icml_face_data.csv or train.csv + test.csv>",
     )
 )
@@ -329,5 +334,6 @@ RAFDB = register(
         default_policy="drop-7-plus",
         landmark_points=5,
         manual_dir_hint="<folder with basic/, or with train/<1-7>/ and test/<1-7>/>",
+        slices=("gender", "race", "age_group"),
     )
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curate import labels
+from curate import labels, slicing
 from train import calibration, slices, vote_metrics
 
 #: Seeds tried for the statistical checks below; each margin holds for every one of them.
@@ -120,7 +120,7 @@ def test_every_dataset_gives_its_slices_from_a_build(dataset, config, tmp_path):
     source = TFDSSource(dataset, data_dir=str(tmp_path), config=config)
     split = sorted(builder.info.splits)[0]
     facts = slices.read_facts(source, split, dataset)
-    assert set(facts.attributes) == set(slices.SLICES[dataset]) and not facts.notes["missing"]
+    assert set(facts.attributes) == set(slicing.attributes_of(dataset)) and not facts.notes["missing"]
     assert len(facts.ids) == builder.info.splits[split].num_examples
     known = list(facts.ids[:3])
     attributes, votes = facts.for_ids([*known, "no-such-id"])

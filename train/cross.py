@@ -32,6 +32,8 @@ from train.runs import load_run
 
 #: Bootstrap replicates of the intervals.
 REPLICATES = 1000
+#: Images per model call when scoring (inference only: larger than a training batch).
+EVAL_BATCH = 256
 
 
 def parse_target(text: str) -> tuple[str, str | None]:
@@ -58,7 +60,7 @@ def _target_config(run_config: dict[str, Any], dataset: str, data_dir: str | Pat
         data_dir=str(data_dir) if data_dir else run_config.get("data_dir"),
         config=run_config.get("config") if same else None,
         image_size=int(run_config["image_size"]),
-        batch_size=int(run_config.get("batch_size", 64)),
+        batch_size=EVAL_BATCH,
         align="eyes" if align == "eyes" and spec.aligns_by_eyes else "none",
         export_tflite=False,
     )
@@ -73,8 +75,12 @@ def evaluate_on(
     workspace: str | Path | None = None,
     replicates: int = REPLICATES,
     seed: int = 0,
+    model: Any = None,
 ) -> dict[str, Any]:
-    """Score a finished run on ``target`` (``DATASET[:SPLIT]``); see the module docstring."""
+    """Score a finished run on ``target`` (``DATASET[:SPLIT]``); see the module docstring.
+
+    ``model``: the run's Keras model when the caller has loaded it already (:func:`cross_matrix`).
+    """
     import keras
 
     from train import slices
@@ -102,7 +108,8 @@ def evaluate_on(
         )
     present = np.unique(view.labels)
     left_out = [name for index, name in enumerate(class_names) if index not in set(present.tolist())]
-    model = keras.models.load_model(str(folder / "model.keras"), compile=False)
+    if model is None:
+        model = keras.models.load_model(str(folder / "model.keras"), compile=False)
     predictions = predict_view(model, view)
     restricted = np.full_like(predictions["logits"], -np.inf)
     restricted[:, present] = predictions["logits"][:, present]
@@ -131,9 +138,16 @@ def cross_matrix(
     runs: Sequence[str | Path], targets: Sequence[str], **options: Any
 ) -> dict[str, Any]:
     """Every run on every target: ``{"runs", "targets", "cells": [[evaluate_on(...)]]}``."""
+    import keras
+
     if not runs or not targets:
         raise TrainError("cross: give at least one run and one --on dataset")
-    cells = [[evaluate_on(run, target, **options) for target in targets] for run in runs]
+    lookup = {k: options[k] for k in ("runs_dir", "workspace") if k in options}
+    cells = []
+    for run in runs:  # each run's model is loaded once for all its targets
+        folder = load_run(run, **lookup)["path"]
+        model = keras.models.load_model(str(folder / "model.keras"), compile=False)
+        cells.append([evaluate_on(folder, target, model=model, **options) for target in targets])
     return {
         "runs": [row[0]["run"] for row in cells],
         "trained_on": [row[0]["trained_on"] for row in cells],

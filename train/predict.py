@@ -51,6 +51,7 @@ class Predictor:
     image_size: int
     policy: str
     va_head: bool
+    align: str
     predict: Callable[[np.ndarray], dict[str, np.ndarray]] = field(repr=False)
 
 
@@ -101,6 +102,7 @@ def load_predictor(run: str | Path, backend: str = "keras", **lookup: Any) -> Pr
         image_size=int(config["image_size"]),
         policy=str(config.get("policy", "")),
         va_head=bool(config.get("va_head", False)),
+        align=str(config.get("align", "none")),
         predict=load(path),
     )
 
@@ -199,13 +201,10 @@ def predict_images(
 
 def describe(predictor: Predictor) -> str:
     """One line naming what answered: run, policy, backend and classes."""
-    return (
+    line = (
         f"run {predictor.run.name} (policy {predictor.policy}, {len(predictor.class_names)} classes: "
         f"{', '.join(predictor.class_names)}), backend {predictor.backend}, {predictor.image_size} px input"
     )
-
-
-def run_summary(run: Path) -> dict[str, Any]:
-    """The run's ``metrics.json`` export block (agreement figures a user reads before shipping)."""
-    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    return metrics.get("export", {})
+    if predictor.align == "eyes":  # the detector gives a box, not the 68 landmarks the run aligned by
+        line += "; note: trained on eye-aligned faces, these are margin crops (expect lower accuracy)"
+    return line

@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from curate.slicing import (  # noqa: F401 - re-exported: the attributes are defined once, in curate
-    SLICES,
     SliceError,
+    attribute_values,
+    attributes_of,
     check_attributes,
-    face_size,
-    va_quadrant,
     vote_agreement,
 )
 
@@ -36,12 +35,6 @@ REPLICATES = 1000
 MIN_ROWS = 30
 #: The seed of the bootstrap draws.
 SEED = 0
-
-_FEATURES = {
-    "rafdb": ("id", "gender", "race", "age_group"),
-    "ferplus": ("id", "votes"),
-    "affectnet": ("id", "valence", "arousal", "va_annotated", "source_face_box"),
-}
 
 
 @dataclasses.dataclass
@@ -71,39 +64,31 @@ class SplitFacts:
 def read_facts(source: Any, split: str, dataset: str) -> SplitFacts:
     """Slicing attributes (and FER+ votes) of every row of a split, images untouched.
 
-    A feature the source lacks (an older build, an in-memory source) leaves its attribute
-    out; ``notes["missing"]`` names it.
+    An input the source lacks (an older build, an in-memory source) leaves its attribute
+    out; ``notes["missing"]`` names the features it lacked.
     """
-    from curate.slicing import ATTRIBUTE_NAMES
+    from curate import datasets
+    from curate.slicing import TFDS_FEATURES
 
-    check_attributes(dataset)
-    ds = source.load(split, images=False, features=_FEATURES[dataset])
+    attributes = attributes_of(dataset)
+    wanted = ["id", *dict.fromkeys(f for a in attributes for f in TFDS_FEATURES[a])]
+    if datasets.get(dataset).votes and "votes" not in wanted:
+        wanted.append("votes")
+    ds = source.load(split, images=False, features=tuple(wanted))
     parts: dict[str, list[np.ndarray]] = {}
     for batch in ds.batch(8192).as_numpy_iterator():
         for key, value in batch.items():
             parts.setdefault(key, []).append(np.asarray(value))
     raw = {key: np.concatenate(value) for key, value in parts.items()}
     ids = np.array([i.decode() if isinstance(i, bytes) else str(i) for i in raw.get("id", [])], dtype=object)
-    attributes: dict[str, np.ndarray] = {}
-    notes: dict[str, Any] = {"missing": [f for f in _FEATURES[dataset] if f not in raw]}
-    if dataset == "rafdb":
-        for name, values in ATTRIBUTE_NAMES.items():
-            if name in raw:
-                codes = raw[name].astype(np.int64)
-                known = (codes >= 0) & (codes < len(values))
-                attributes[name] = np.array(
-                    [values[c] if ok else None for c, ok in zip(codes, known, strict=True)], dtype=object
-                )
-    elif dataset == "ferplus" and "votes" in raw:
-        attributes["vote_agreement"] = vote_agreement(raw["votes"])
-    elif dataset == "affectnet":
-        if {"valence", "arousal", "va_annotated"} <= set(raw):
-            attributes["va_quadrant"] = va_quadrant(raw["valence"], raw["arousal"], raw["va_annotated"].astype(bool))
-        if "source_face_box" in raw:
-            boxes = raw["source_face_box"].reshape(-1, 4)
-            attributes["face_size"], cuts = face_size(boxes[:, 2], boxes[:, 3])
-            notes["face_size_cuts_px"] = cuts
-    return SplitFacts(ids=ids, attributes=attributes, notes=notes, votes=raw.get("votes"))
+    values: dict[str, np.ndarray] = {}
+    notes: dict[str, Any] = {"missing": [f for f in wanted if f not in raw]}
+    for attribute in attributes:
+        result = attribute_values(attribute, raw)
+        if result is not None:
+            values[attribute], extra = result
+            notes.update(extra)
+    return SplitFacts(ids=ids, attributes=values, notes=notes, votes=raw.get("votes"))
 
 
 def bootstrap_scores(labels: np.ndarray, predicted: np.ndarray, rng: np.random.Generator, replicates: int) -> np.ndarray:

@@ -81,6 +81,20 @@ def _print_summary(
     console.print(f"ids to drop to keep one image per group (test/validation kept): {exclusions.height:,}")
 
 
+def _hash_all(dirs: dict[str, Path], *, from_build: bool, workers: int | None) -> Any:
+    """The hashes of every dataset's images: decoded from the manual dirs, or a build's stored crops."""
+    import polars as pl
+
+    from curate import audit
+
+    if from_build:
+        from curate.audit_tfds import hash_tfds
+
+        return pl.concat([hash_tfds(folder, name, workers=workers) for name, folder in dirs.items()])
+    images = pl.concat([audit.load_images(name, folder) for name, folder in dirs.items()], how="vertical_relaxed")
+    return audit.hash_images(images, workers=workers)
+
+
 @audit_app.command("duplicates")
 def duplicates_command(
     dataset: Annotated[
@@ -147,8 +161,6 @@ def duplicates_command(
     """Find exact and near-duplicate images within and across splits (and datasets)."""
     import time
 
-    import polars as pl
-
     from curate import audit, datasets
     from curate.workspace import Workspace, WorkspaceError, check_dataset
 
@@ -173,15 +185,7 @@ def duplicates_command(
                 + " or ingest the dataset from its manual dir first"
             )
         started = time.perf_counter()
-        if tfds_dir is not None:
-            from curate.audit_tfds import hash_tfds
-
-            hashed = pl.concat([hash_tfds(folder, name, workers=workers) for name, folder in dirs.items()])
-        else:
-            images = pl.concat(
-                [audit.load_images(name, folder) for name, folder in dirs.items()], how="vertical_relaxed"
-            )
-            hashed = audit.hash_images(images, workers=workers)
+        hashed = _hash_all(dirs, from_build=tfds_dir is not None, workers=workers)
         pairs = audit.pairs_from_hashes(
             hashed, max_distance=max_distance, max_pixel_diff=max_pixel_diff, method=method, normalise=normalise,
             flips=flips,

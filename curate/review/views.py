@@ -14,10 +14,9 @@ Scope
 ``no-va``                 AffectNet rows without valence/arousal
 ``duplicates``            rows in a duplicate group (``curate audit duplicates``), sorted by group
 ``va-outliers``           AffectNet rows flagged by the V/A consistency audit, farthest first
-========================  =================================================================
-
-``slice-<attribute>-<value>``  one per slice of :mod:`curate.slicing` (RAF-DB gender / race / age
+``slice-<attr>-<value>``  one per slice of :mod:`curate.slicing` (RAF-DB gender / race / age
                           group, FER+ vote agreement, AffectNet V-A quadrant and face size)
+========================  =================================================================
 
 ``va-outliers`` (like ``duplicates``) is saved only when it has rows: the flags come from
 :func:`curate.review.audit_fields.mark_va_outliers` (``va_outlier`` / ``va_distance``).
