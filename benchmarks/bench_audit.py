@@ -166,7 +166,8 @@ def index_comparison(args) -> list[tuple]:
         out.append((f"  of which planted exactly at {radius} bits", len(at_threshold), None, hits,
                     hits / max(len(at_threshold), 1), None))  # fmt: skip
     # --flips searches every hash against the mirrored ones: one search over twice the hashes
-    both = np.vstack([large, large[::-1]])
+    mirrored, _ = ns.planted_hashes(args.large_n, 0, seed=args.seed + 2)  # stands in for the mirror images' hashes
+    both = np.vstack([large, mirrored])
     result, seconds = timed(ns.near_pairs, both, radius, method="lsh")
     out.append((f"LSH over hashes + mirrored hashes (`--flips`), {args.large_n:,} images", 2 * args.large_n,
                 seconds, len(result[0]), None, extrapolated))  # fmt: skip

@@ -300,7 +300,7 @@ def pairs_from_hashes(
     ``flips``: also pairs whose one image is a horizontal mirror of the other (``kind="flip"``):
     each image's pHash is searched against the pHashes of the mirrored faces (``phash_flip``),
     and the candidates are verified on the first thumbnail against the mirrored second. The
-    search runs over twice the hashes: about three times the time of the search without it.
+    search runs over twice the hashes: about twice the time of the search without it.
     """
     if normalise not in NORMALISE_METHODS:
         raise ValueError(f"thumbnail normalisation {normalise!r}: not one of {', '.join(NORMALISE_METHODS)}")

@@ -34,6 +34,7 @@ from curate import datasets as registry
 
 def _chunks(folder: Path, dataset: str, meta: list[dict[str, Any]]) -> Iterator[list[tuple[Any, ...]]]:
     """Tasks for :func:`curate.audit.hash_chunks`, one batch of stored images at a time; fills ``meta``."""
+    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     builder = tfds.builder_from_directory(str(folder))
@@ -50,6 +51,13 @@ def _chunks(folder: Path, dataset: str, meta: list[dict[str, Any]]) -> Iterator[
             batch_size=audit.HASH_CHUNK,
             shuffle_files=False,
         ).map(lambda ex: {k: ex[k] for k in keep})
+        # one reader thread: the worker processes hash on every core, and tf.data's own pools
+        # (sized to the machine, busy-waiting) would otherwise take cores from them
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = 1
+        options.threading.max_intra_op_parallelism = 1
+        options.autotune.enabled = False
+        ds = ds.with_options(options)
         for batch in tfds.as_numpy(ds):
             ids = registry.as_text(batch["id"])
             meta.extend({"id": i, "dataset": dataset, "split": split} for i in ids)

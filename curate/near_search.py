@@ -39,7 +39,7 @@ hashes that carry no cluster structure:
   codes per query the rest -- faiss runs at the popcount's speed, the index just looks at too
   much. Its centres are hashes drawn at random: faiss trains binary k-means on float copies,
   which at 4,096 lists costs more than the search.
-* ``lsh`` at 500k: 12-14 s (k 20, 123 tables) with 99.9 % of the pairs exactly at the radius,
+* ``lsh`` at 500k: 10-14 s (k 20, 123 tables) with 99.9 % of the pairs exactly at the radius,
   0.05x IVF's work at 50k against exact. Hence ``auto`` = ``lsh`` above :data:`AUTO_EXACT_MAX`.
   The Polars joins (multi-threaded, hashed) do the heavy part; what is ours is drawing the keys.
 * An early ``IndexBinaryHNSW`` run (kNN, M 32, ef 64, 50k hashes) reached 99.95 % at 36 bits,

@@ -152,7 +152,7 @@ def duplicates_command(
         bool,
         typer.Option(
             "--flips/--no-flips",
-            help="Also find horizontally mirrored copies (a second search over mirrored hashes: about 3x the search).",
+            help="Also find horizontally mirrored copies (the search runs over twice the hashes: about 2x its time).",
         ),
     ] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Hashing processes (default: every CPU).")] = None,
