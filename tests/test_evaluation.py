@@ -138,3 +138,18 @@ def test_every_dataset_gives_its_slices_from_a_build(dataset, config, tmp_path):
         assert votes.shape == (len(known), 10)
     if dataset == "affectnet":
         assert len(facts.notes["face_size_cuts_px"]) == 2
+
+
+def test_exports_carry_the_temperature():
+    # the exported graph divides the logits by T before the softmax: calibrated probabilities, same top-1
+    from train import export, models
+    from train.config import TrainConfig
+
+    model = models.build_model(TrainConfig(dataset="ferplus", model="small_cnn", image_size=32), 8)
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
+    logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
+    for temperature in (None, 2.5):
+        probabilities = np.asarray(export.inference_model(model, temperature).predict_on_batch(images))
+        expected = calibration.softmax(logits, temperature or 1.0)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+        np.testing.assert_allclose(export.keras_runner(model, temperature)(images)["label"], expected, atol=1e-5)
