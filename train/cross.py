@@ -154,7 +154,7 @@ def cross_matrix(
         "targets": [cell["target"] for cell in cells[0]],
         "cells": cells,
         "method": "balanced accuracy over the classes the target has (the others left out and listed); top-1 "
-        f"among those classes; 95% percentile bootstrap over rows, {REPLICATES} replicates",
+        f"among those classes; 95% percentile bootstrap over rows (resampled within each label), {REPLICATES} replicates",
     }
 
 
