@@ -97,12 +97,12 @@ def main() -> None:
 
         return (lambda: fill(single, one)), (lambda: fill(many, batch))
 
-    session = export.onnx_session(paths["onnx"], threads=1)
+    onnx_run = export.onnx_runner(paths["onnx"], threads=1)
     calls = {
         "Keras (TensorFlow, 1 thread)": (lambda: keras_run(one), lambda: keras_run(batch)),
         "TFLite float": tflite_calls(paths["float"]),
         "TFLite int8": tflite_calls(paths["int8"]),
-        "ONNX (onnxruntime)": (lambda: export.onnx_predict(session, one), lambda: export.onnx_predict(session, batch)),
+        "ONNX (onnxruntime)": (lambda: onnx_run(one), lambda: onnx_run(batch)),
     }
     best: dict[str, list[float]] = {name: [float("inf"), float("inf")] for name in calls}
     for _ in range(args.repeat):

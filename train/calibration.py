@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from train.evaluate import softmax
+
 #: Confidence bins of the ECE and the reliability diagrams.
 BINS = 15
 #: The view the temperature is fitted on: the hashed hold-out of the training split.
@@ -33,12 +35,6 @@ _LOG_T_BOUNDS = (-3.0, 3.0)
 
 class CalibrationError(ValueError):
     """The hold-out cannot fit a temperature (too few rows, or no such view)."""
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    e = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def bin_table(probabilities: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict[str, np.ndarray]:

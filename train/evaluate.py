@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` (float64)."""
+    shifted = np.asarray(logits, dtype=np.float64) / temperature
+    shifted = shifted - shifted.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
 
@@ -56,7 +58,7 @@ def predict_view(model: Any, view: Any, *, va_head: bool = False) -> dict[str, n
         "id": np.array([i.decode() for i in np.concatenate(ids)], dtype=object),
         "label": np.concatenate(labels_).astype(np.int64),
         "logits": all_logits,
-        "probabilities": _softmax(all_logits.astype(np.float64)).astype(np.float32),
+        "probabilities": softmax(all_logits).astype(np.float32),
     }
     if va_head and va_pred:
         va = np.concatenate(va_pred).astype(np.float32)

@@ -161,6 +161,12 @@ def onnx_session(path: str | Path, threads: int = 1) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def onnx_runner(path: str | Path, threads: int = 1) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A function from images (N, S, S, 3) in [0, 255] to an ONNX file's outputs (:func:`onnx_predict`)."""
+    session = onnx_session(path, threads)
+    return lambda images: onnx_predict(session, images)
+
+
 def onnx_predict(session: Any, images: np.ndarray) -> dict[str, np.ndarray]:
     """Outputs of an ONNX session on ``images`` (N, S, S, 3) in [0, 255]: ``label`` (and ``va``)."""
     (feed,) = session.get_inputs()
@@ -178,14 +184,22 @@ def measure_latency(
 ) -> dict[str, float]:
     """Median / mean single-image latency in ms of a TFLite file on ``threads`` CPU threads."""
     interpreter = _interpreter(path, threads)
-    rng = np.random.default_rng(0)
-    _set_image(interpreter, rng.integers(0, 256, (1, image_size, image_size, 3)))
+    _set_image(interpreter, _latency_image(image_size))
+    return _time_calls(interpreter.invoke, runs=runs, warmup=warmup, threads=threads)
+
+
+def _latency_image(image_size: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
+
+
+def _time_calls(call: Callable[[], Any], *, runs: int, warmup: int, threads: int) -> dict[str, float]:
+    """Median / mean milliseconds of ``call`` over ``runs`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
-        interpreter.invoke()
+        call()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        interpreter.invoke()
+        call()
         times.append((time.perf_counter() - start) * 1000.0)
     return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)), "runs": runs, "threads": threads}
 
@@ -194,16 +208,8 @@ def measure_onnx_latency(
     path: str | Path, *, image_size: int, runs: int = 50, warmup: int = 5, threads: int = 1
 ) -> dict[str, float]:
     """Median / mean single-image latency in ms of an ONNX file on ``threads`` CPU threads (onnxruntime)."""
-    session = onnx_session(path, threads)
-    image = np.random.default_rng(0).integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
-    for _ in range(warmup):
-        onnx_predict(session, image)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        onnx_predict(session, image)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)), "runs": runs, "threads": threads}
+    run, image = onnx_runner(path, threads), _latency_image(image_size)
+    return _time_calls(lambda: run(image), runs=runs, warmup=warmup, threads=threads)
 
 
 def tflite_agreement(path: str | Path, images: np.ndarray, reference_probabilities: np.ndarray) -> float:
@@ -215,15 +221,14 @@ def tflite_agreement(path: str | Path, images: np.ndarray, reference_probabiliti
 def keras_runner(model: Any, temperature: float | None = None) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A function from images (N, S, S, 3) in [0, 255] to a Keras model's softmax ``label`` (and ``va``),
     the logits divided by ``temperature`` first when one is given."""
+    from train.evaluate import softmax
 
     def run(images: np.ndarray) -> dict[str, np.ndarray]:
         out = model.predict_on_batch(np.asarray(images, dtype=np.float32))
         va = None
         if isinstance(out, dict):
             va, out = out.get("va"), out["label"]
-        logits = np.asarray(out, dtype=np.float64) / (temperature or 1.0)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        result = {"label": (e / e.sum(axis=1, keepdims=True)).astype(np.float32)}
+        result = {"label": softmax(np.asarray(out), temperature or 1.0).astype(np.float32)}
         if va is not None:
             result["va"] = np.asarray(va, dtype=np.float32)
         return result
@@ -285,6 +290,5 @@ def parity_runners(
         if (folder / file).is_file():
             runners[name] = tflite_runner(folder / file, threads)
     if (folder / "model.onnx").is_file():
-        session = onnx_session(folder / "model.onnx", threads)
-        runners["onnx"] = lambda images: onnx_predict(session, images)
+        runners["onnx"] = onnx_runner(folder / "model.onnx", threads)
     return runners

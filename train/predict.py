@@ -66,19 +66,6 @@ def _keras(path: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     return export.keras_runner(keras.models.load_model(str(path), compile=False), temperature)
 
 
-def _tflite(path: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    from train import export
-
-    return export.tflite_runner(path)
-
-
-def _onnx(path: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    from train import export
-
-    session = export.onnx_session(path)
-    return lambda images: export.onnx_predict(session, images)
-
-
 def load_predictor(run: str | Path, backend: str = "keras", **lookup: Any) -> Predictor:
     """The model of a complete run (a path or a run name; ``lookup``: ``runs_dir`` / ``workspace``)."""
     from train.runs import load_run
@@ -94,7 +81,10 @@ def load_predictor(run: str | Path, backend: str = "keras", **lookup: Any) -> Pr
             "keras": "the run folder is damaged",
         }.get(backend, "the run was trained with --no-export; train it again with exports or use --backend keras")
         raise TrainError(f"run {folder.name}: no {path.name} for --backend {backend} ({how})")
-    load = {"keras": _keras, "tflite": _tflite, "tflite-int8": _tflite, "onnx": _onnx}[backend]
+    from train import export
+
+    load = {"keras": _keras, "tflite": export.tflite_runner, "tflite-int8": export.tflite_runner,
+            "onnx": export.onnx_runner}[backend]  # fmt: skip
     return Predictor(
         run=folder,
         backend=backend,
