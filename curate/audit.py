@@ -44,8 +44,9 @@ injected copies, 5,943 distinct-face pairs within 70 bits): true pairs within th
 threshold <= 10.3 but one saturated brightness copy (22.8), distinct faces >= 12.8, hence 11.
 A horizontal flip changes the pHash (distance > 70): ``flips=True`` also hashes each mirrored
 face and searches every hash against the mirrored ones (``kind="flip"``). A 5 % tighter face
-box moves the pHash as far as a different face's: not found. The search (:mod:`curate.near_search`) is exact all pairs for small
-sets and bit-sampling LSH as Polars joins for large ones (``method=``).
+box moves the pHash as far as a different face's: not found. The search
+(:mod:`curate.near_search`) is exact all pairs for small sets and bit-sampling LSH as Polars
+joins for large ones (``method=``).
 
 Valence/arousal outliers (:func:`va_outliers`): per label, the robust centre is the median
 of valence and of arousal and the scale 1.4826·MAD of each (floored at
@@ -331,7 +332,7 @@ def pairs_from_hashes(
         fi, fj, fd = _flip_candidates(phash, hash_words(frame["phash_flip"].to_list()), max_distance, method)
         keep = ~np.isin(fi * n + fj, known)
         if thumbs is not None:
-            diff_flip = _thumb_diff(thumbs, fi, fj, normalise, other=_mirror_thumbs(thumbs))
+            diff_flip = _thumb_diff(thumbs, fi, fj, normalise, mirror_j=True)
             if max_pixel_diff is not None:
                 keep &= diff_flip <= max_pixel_diff
             diff_flip = diff_flip[keep]
@@ -368,12 +369,12 @@ def _thumbs(frame: pl.DataFrame) -> np.ndarray | None:
 
 
 def _thumb_diff(
-    thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, normalise: str, *, other: np.ndarray | None = None
+    thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, normalise: str, *, mirror_j: bool = False
 ) -> np.ndarray:
-    """Mean absolute difference of the normalised thumbnails of pairs ``(i, j)`` (``j`` taken from
-    ``other`` when given: the mirrored thumbnails); only their rows are normalised."""
-    if other is not None:
-        left, right = normalise_thumbs(thumbs[i], normalise), normalise_thumbs(other[j], normalise)
+    """Mean absolute difference of the normalised thumbnails of pairs ``(i, j)`` (``mirror_j``: each
+    ``j`` mirrored left to right first); only their rows are normalised."""
+    if mirror_j:
+        left, right = normalise_thumbs(thumbs[i], normalise), normalise_thumbs(_mirror_thumbs(thumbs[j]), normalise)
         return np.abs(left - right).mean(axis=1) if len(i) else np.zeros(0)
     rows = np.unique(np.concatenate([i, j]))
     normalised = normalise_thumbs(thumbs[rows], normalise)
@@ -394,7 +395,7 @@ def _flip_candidates(
     cross = (a < n) & (b >= n) & (b - n != a)  # an image against another's mirror image
     i, j = a[cross], b[cross] - n
     low, high = np.minimum(i, j), np.maximum(i, j)
-    key, first = np.unique(low * max(n, 1) + high, return_index=True)  # (a, mirror b) and (b, mirror a) are one
+    _, first = np.unique(low * max(n, 1) + high, return_index=True)  # (a, mirror b) and (b, mirror a) are one
     return low[first], high[first], d[cross][first]
 
 

@@ -118,7 +118,7 @@ class TrainingData:
         if self.cache == "file" and self._cache_dir is None:
             self.cache = "memory"
         self._source = source
-        self._face_crop = (source.config or "") in datasets.get(config.dataset).face_box_layouts
+        self._face_crop = _crops_face_box(config, source)
         self._targets = target_function(config)
         self.views = {name: self._view(rows) for name, rows in selection.views.items()}
         self._train_rows = self._rows(selection.train_split, selection.train_ids, "train", selection.exclude_ids)
@@ -394,6 +394,11 @@ def _rows_dataset(
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _crops_face_box(config: TrainConfig, source: Any) -> bool:
+    """Whether the source's stored images are whole photos whose face box the pipeline crops."""
+    return (source.config or "") in datasets.get(config.dataset).face_box_layouts
+
+
 def _filter_ids(ds: Any, ids: np.ndarray) -> Any:
     """The rows of ``ds`` (row dicts with an ``id``) whose id is in ``ids``, in ``ds`` order."""
     table = _id_table(ids)
@@ -530,7 +535,6 @@ def split_view(config: TrainConfig, source: Any, split: str, *, name: str, descr
 
     scan = scan_split(source, split, config)
     keep = scan.keep
-    face_crop = (source.config or "") in datasets.get(config.dataset).face_box_layouts
-    rows = _rows_dataset(source, split, scan.ids[keep], config, face_crop=face_crop)
+    rows = _rows_dataset(source, split, scan.ids[keep], config, face_crop=_crops_face_box(config, source))
     dataset = rows.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
     return View(name, split, scan.ids[keep], scan.labels[keep], dataset, description, scan.canonical[keep])
