@@ -30,30 +30,22 @@ def test_every_method_matches_brute_force(method):
     assert (i < j).all()
 
 
-def test_ivf_recall_at_the_threshold():
-    # 26k hashes: 256 lists, 128 probed, so the index does not look everywhere; random
-    # 256-bit hashes are never within 36 bits by chance, so the planted pairs are all the pairs
+@pytest.mark.parametrize("method", ["ivf", "lsh"])
+def test_recall_at_the_threshold(method):
+    # every planted pair exactly at the radius, the hardest case; random 256-bit hashes are
+    # never within 36 bits by chance, so the planted pairs are all the pairs. Seed 11: IVF 1.00,
+    # LSH 0.99 (396 of 400, on the bound; both methods are deterministic for a seed). LSH on
+    # seeds 12, 13, 14: 0.9925, 0.995, 1.00
     hashes, truth = planted(26_000, 400, 36, seed=11)
-    assert near_search.ivf_lists(len(hashes)) > near_search.IVF_NPROBE
-    i, j, d = near_search.near_pairs(hashes, 36, method="ivf")
+    if method == "ivf":  # 256 lists, 128 probed: the index does not look everywhere
+        assert near_search.ivf_lists(len(hashes)) > near_search.IVF_NPROBE
+    else:  # each pair is missed by all tables with probability <= LSH_MISS (0.005)
+        assert near_search.lsh_shape(len(hashes), 256, 36) == (16, 63)
+    i, j, d = near_search.near_pairs(hashes, 36, method=method)
     found = set(zip(i.tolist(), j.tolist(), strict=True))
     assert found <= truth and (d == 36).all()
     assert len(found) / len(truth) >= 0.99
-    again = near_search.near_pairs(hashes, 36, method="ivf")  # the same seed gives the same pairs
-    assert np.array_equal(again[0], i) and np.array_equal(again[1], j)
-
-
-def test_lsh_recall_at_the_threshold_and_tables():
-    # every planted pair exactly at the radius: the hardest case; each is missed by all tables
-    # with probability <= LSH_MISS (0.005), so >= 0.99 holds with a wide margin (seed 11: 1.00)
-    hashes, truth = planted(26_000, 400, 36, seed=11)
-    k, tables = near_search.lsh_shape(len(hashes), 256, 36)
-    assert (k, tables) == (16, 63)
-    i, j, d = near_search.near_pairs(hashes, 36, method="lsh")
-    found = set(zip(i.tolist(), j.tolist(), strict=True))
-    assert found <= truth and (d == 36).all()
-    assert len(found) / len(truth) >= 0.99
-    again = near_search.near_pairs(hashes, 36, method="lsh")  # the same seed gives the same pairs
+    again = near_search.near_pairs(hashes, 36, method=method)  # the same seed gives the same pairs
     assert np.array_equal(again[0], i) and np.array_equal(again[1], j)
 
 
