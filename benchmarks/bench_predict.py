@@ -3,8 +3,9 @@
 The model is the toolkit's baseline architecture at the run's size (``--model``,
 ``--alpha``, ``--image-size``; default MobileNetV3-Small at 64 px, as ``curate demo`` trains
 it) with ``--classes`` outputs; weights do not change the arithmetic, so it is built untrained
-and exported the way a run is (:mod:`train.export`: TFLite float, full-int8 calibrated on
-``--calibration`` random images, ONNX through Keras' exporter). Measured in the same process,
+and exported the way a run is (:mod:`train.export`: TFLite float, full-integer int8
+calibrated on ``--calibration`` random images, dynamic-range int8, ONNX through Keras'
+exporter). Measured in the same process,
 interleaved, best of ``--repeat``:
 
 * per-image latency on **one CPU thread** (median of ``--runs`` single-image calls after a
@@ -101,7 +102,8 @@ def main() -> None:
     calls = {
         "Keras (TensorFlow, 1 thread)": (lambda: keras_run(one), lambda: keras_run(batch)),
         "TFLite float": tflite_calls(paths["float"]),
-        "TFLite int8": tflite_calls(paths["int8"]),
+        "TFLite int8 (full integer)": tflite_calls(paths["int8"]),
+        "TFLite int8 weights (dynamic range)": tflite_calls(paths["dynamic"]),
         "ONNX (onnxruntime)": (lambda: onnx_run(one), lambda: onnx_run(batch)),
     }
     best: dict[str, list[float]] = {name: [float("inf"), float("inf")] for name in calls}

@@ -47,7 +47,8 @@ def run_dir(tmp_path_factory) -> Path:
     result = train_run(config, runs_dir=root / "runs", register=False, verbose=0)
     exported = runner.invoke(app, ["train", "export", "--run", str(result.path), "--format", "onnx"])
     assert exported.exit_code == 0, exported.output
-    assert "model.onnx" in exported.output and "TFLite int8" in exported.output
+    assert "model.onnx" in exported.output and "TFLite int8 (full integer)" in exported.output
+    assert "TFLite int8 weights (dynamic range)" in exported.output
     return result.path
 
 
@@ -69,14 +70,17 @@ def test_export_parity_is_stored(run_dir):
     parity = metrics["export"]["parity"]
     assert {"balanced", "class_frequency"} <= set(parity)
     for entry in parity.values():
-        assert entry["rows"] > 0 and {"keras", "float", "int8", "onnx"} <= set(entry)
+        assert entry["rows"] > 0 and {"keras", "float", "int8", "dynamic", "onnx"} <= set(entry)
         # the same graph through another runtime: every top-1 equal, probabilities to float rounding
         assert entry["onnx"]["top1_agreement_with_keras"] >= 0.999
         assert entry["onnx"]["max_abs_difference"] < 1e-4
         assert entry["float"]["top1_agreement_with_keras"] >= 0.999
-        int8 = entry["int8"]
-        assert 0.0 <= int8["top1_agreement_with_float"] <= 1.0
-        assert int8["accuracy_change_vs_float"] == pytest.approx(100 * (int8["accuracy"] - entry["float"]["accuracy"]))
+        for kind in ("int8", "dynamic"):  # each quantised file against float
+            quantised = entry[kind]
+            assert 0.0 <= quantised["top1_agreement_with_float"] <= 1.0
+            assert quantised["accuracy_change_vs_float"] == pytest.approx(
+                100 * (quantised["accuracy"] - entry["float"]["accuracy"])
+            )
     assert metrics["export"]["onnx"]["bytes"] == (run_dir / "model.onnx").stat().st_size
     assert metrics["export"]["onnx"]["latency"]["threads"] == 1
 
@@ -118,7 +122,7 @@ def test_backends_give_the_same_labels(run_dir, photos, tmp_path):
     for index in range(12):
         draw_face(rng, index % 7, size=(48, 48), face_fraction=(0.8, 1.0)).image.save(crops / f"face{index:02d}.png")
     labels = {}
-    for backend in ("keras", "tflite", "onnx", "tflite-int8"):
+    for backend in ("keras", "tflite", "onnx", "tflite-int8", "tflite-dynamic"):
         out = tmp_path / f"{backend}.json"
         args = ["predict", str(crops), str(photos / "astronaut.png"), "--run", str(run_dir), "--no-detect"]
         result = runner.invoke(app, [*args, "--backend", backend, "--out", str(out)])
@@ -140,14 +144,14 @@ def test_bad_input_is_one_line(run_dir, photos, tmp_path):
     assert result.exit_code == 1 and "give a file ending in .csv, .parquet, .json" in result.output
     bare = tmp_path / "bare-run"
     shutil.copytree(run_dir, bare)
-    for name in ("model.onnx", "model_float.tflite", "model_int8.tflite"):
+    for name in ("model.onnx", "model_float.tflite", "model_int8.tflite", "model_dynamic_int8.tflite"):
         (bare / name).unlink()
     result = runner.invoke(app, ["predict", str(photos), "--run", str(bare), "--backend", "onnx"])
     assert result.exit_code == 1 and "no model.onnx" in result.output and "curate train export" in result.output
     result = runner.invoke(app, ["predict", str(photos), "--run", str(bare), "--backend", "tflite"])
     assert result.exit_code == 1 and "no model_float.tflite" in result.output and "--no-export" in result.output
     result = runner.invoke(app, ["predict", str(photos), "--run", str(bare), "--backend", "coreml"])
-    assert result.exit_code == 1 and "not one of keras, tflite, tflite-int8, onnx" in result.output
+    assert result.exit_code == 1 and "not one of keras, tflite, tflite-int8, tflite-dynamic, onnx" in result.output
     result = runner.invoke(app, ["predict", str(photos), "--run", str(tmp_path / "no-run")])
     assert result.exit_code == 1 and "no run folder" in result.output
 

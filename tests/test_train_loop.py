@@ -65,9 +65,9 @@ def api_run(ferplus_tfds, tmp_path_factory):
 
 def test_tflite_exports_with_size_latency_and_agreement(api_run) -> None:
     names = {p.name for p in api_run.path.iterdir()}
-    assert {"model_float.tflite", "model_int8.tflite"} <= names
+    assert {"model_float.tflite", "model_int8.tflite", "model_dynamic_int8.tflite"} <= names
     metrics = json.loads((api_run.path / "metrics.json").read_text())
-    for kind in ("float", "int8"):
+    for kind in ("float", "int8", "dynamic"):
         entry = metrics["export"][kind]
         assert entry["bytes"] == (api_run.path / entry["file"]).stat().st_size > 10_000
         assert entry["latency_ms"] > 0 and entry["latency"]["threads"] == 1

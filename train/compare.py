@@ -698,15 +698,17 @@ def diagnostics_lines(diagnostics: dict[str, Any]) -> list[str]:
 
 
 #: Backends in the order :func:`parity_markdown` lists them.
-PARITY_BACKENDS = ("keras", "float", "int8", "onnx")
-PARITY_NAMES = {"keras": "Keras", "float": "TFLite float", "int8": "TFLite int8", "onnx": "ONNX (onnxruntime)"}
+PARITY_BACKENDS = ("keras", "float", "int8", "dynamic", "onnx")
+PARITY_NAMES = {"keras": "Keras", "float": "TFLite float", "int8": "TFLite int8 (full integer)",
+                "dynamic": "TFLite int8 weights (dynamic range)", "onnx": "ONNX (onnxruntime)"}  # fmt: skip
 
 
 def parity_markdown(parity: dict[str, Any], *, run: str | None = None) -> str:
-    """Each backend on each evaluation view: accuracy, agreement with Keras, and what int8 costs against float."""
+    """Each backend on each evaluation view: accuracy, agreement with Keras, and what each quantised
+    file (full-integer and dynamic-range int8) costs against TFLite float."""
     lines = [
         "| " + ("run | " if run else "") + "view | rows | backend | accuracy | balanced accuracy | top-1 = Keras | "
-        "max abs. Δ probability | int8: top-1 = float | int8: Δ accuracy | int8: Δ balanced accuracy |",
+        "max abs. Δ probability | quantised: top-1 = float | quantised: Δ accuracy | quantised: Δ balanced accuracy |",
         "|" + ("---|" if run else "") + "---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for view, entry in parity.items():

@@ -222,11 +222,11 @@ class TrainingData:
             self.selection.train_canonical[chosen],
         )
 
-    def representative(self) -> Iterator[list[Any]]:
-        """Training images one at a time (up to 128), for int8 calibration."""
+    def representative(self, limit: int = 128) -> Iterator[list[Any]]:
+        """Training images one at a time (the first ``limit``), for int8 calibration."""
         import tensorflow as tf
 
-        for row in self._train_rows.take(min(self.train_count, 128)).batch(1):
+        for row in self._train_rows.take(min(self.train_count, limit)).batch(1):
             yield [tf.cast(row["image"], tf.float32)]
 
     # -- resources ------------------------------------------------------------------------

@@ -5,7 +5,13 @@ Recipe (checked in ``recipes.md``): Keras 3 ``model.export(dir)`` writes a Saved
 
 * ``model_float.tflite`` -- float32 in, class probabilities (and V/A) out.
 * ``model_int8.tflite`` -- full-integer quantisation calibrated on training images
-  (representative dataset); uint8 image in (0-255, as decoded), float32 outputs.
+  (representative dataset); uint8 image in (0-255, as decoded), float32 outputs. Every
+  activation is int8 with one range fixed at calibration: what integer-only accelerators
+  (NPUs, Edge TPU, microcontrollers) need, and the file that moves furthest from float.
+* ``model_dynamic_int8.tflite`` -- dynamic-range quantisation: int8 weights, activations
+  quantised per call from their own range (float in and out, no calibration). On a CPU it
+  is smaller than float and as fast, and keeps far closer to float than full-integer
+  (``docs/predict.md`` has the measured figures).
 
 :func:`measure_latency` times single-image inference with ``ai_edge_litert`` on one CPU
 thread (median of repeated invokes after a warm-up). :func:`tflite_agreement` compares the
@@ -24,6 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: The TFLite files of a run, by kind (keys of :func:`export_tflite`'s result).
+TFLITE_FILES: dict[str, str] = {
+    "float": "model_float.tflite",
+    "int8": "model_int8.tflite",
+    "dynamic": "model_dynamic_int8.tflite",
+}
+#: The quantised kinds, each measured against ``float`` by :func:`backend_parity`.
+QUANTISED: tuple[str, ...] = ("int8", "dynamic")
 
 
 def inference_model(model: Any, temperature: float | None = None) -> Any:
@@ -56,7 +71,8 @@ def export_tflite(
     int8: bool = True,
     temperature: float | None = None,
 ) -> dict[str, Path]:
-    """Write ``model_float.tflite`` (and ``model_int8.tflite``) into ``out_dir``; return paths."""
+    """Write ``model_float.tflite`` (and, with ``int8``, ``model_int8.tflite`` and
+    ``model_dynamic_int8.tflite``) into ``out_dir``; return paths keyed ``float``, ``int8``, ``dynamic``."""
     import tensorflow as tf
 
     out_dir = Path(out_dir)
@@ -66,7 +82,7 @@ def export_tflite(
         inference_model(model, temperature).export(str(saved), verbose=False)
 
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        paths["float"] = out_dir / "model_float.tflite"
+        paths["float"] = out_dir / TFLITE_FILES["float"]
         paths["float"].write_bytes(converter.convert())
 
         if int8:
@@ -75,8 +91,13 @@ def export_tflite(
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
-            paths["int8"] = out_dir / "model_int8.tflite"
+            paths["int8"] = out_dir / TFLITE_FILES["int8"]
             paths["int8"].write_bytes(converter.convert())
+
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
+            paths["dynamic"] = out_dir / TFLITE_FILES["dynamic"]
+            paths["dynamic"].write_bytes(converter.convert())
         shutil.rmtree(saved, ignore_errors=True)
     return paths
 
@@ -237,15 +258,19 @@ def keras_runner(model: Any, temperature: float | None = None) -> Callable[[np.n
 
 
 def backend_parity(
-    views: dict[str, Any], runners: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]], class_names: Any
+    views: dict[str, Any],
+    runners: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]],
+    class_names: Any,
+    quantised: Iterable[str] = QUANTISED,
 ) -> dict[str, Any]:
     """Every backend of ``runners`` on every row of every evaluation view, against ``keras``.
 
     ``views``: name -> :class:`train.data.View` (batches of uint8 ``image`` and ``label``).
-    ``runners``: ``keras`` first, then any of ``float``, ``int8``, ``onnx``. Per view: the
-    rows, each backend's accuracy and balanced accuracy, its top-1 agreement with Keras and
-    the largest absolute difference of a class probability; ``int8`` also against ``float``
-    (agreement, accuracy and balanced-accuracy change in points): what quantisation costs.
+    ``runners``: ``keras`` first, then any of ``float``, ``int8``, ``dynamic``, ``onnx``. Per
+    view: the rows, each backend's accuracy and balanced accuracy, its top-1 agreement with
+    Keras and the largest absolute difference of a class probability; the ``quantised`` runners
+    (default :data:`QUANTISED`) also against ``float`` (agreement, accuracy and balanced-accuracy
+    change in points): what quantisation costs.
     """
     from train.evaluate import classification_metrics
 
@@ -271,10 +296,11 @@ def backend_parity(
             if name != "keras":
                 entry[name]["top1_agreement_with_keras"] = float(np.mean(top1[name] == top1["keras"]))
                 entry[name]["max_abs_difference"] = float(np.abs(p - stacked["keras"]).max())
-        if "int8" in stacked and "float" in stacked:
-            entry["int8"]["top1_agreement_with_float"] = float(np.mean(top1["int8"] == top1["float"]))
-            for metric in ("accuracy", "balanced_accuracy"):
-                entry["int8"][f"{metric}_change_vs_float"] = 100 * (entry["int8"][metric] - entry["float"][metric])
+        for kind in quantised:
+            if kind in stacked and "float" in stacked:
+                entry[kind]["top1_agreement_with_float"] = float(np.mean(top1[kind] == top1["float"]))
+                for metric in ("accuracy", "balanced_accuracy"):
+                    entry[kind][f"{metric}_change_vs_float"] = 100 * (entry[kind][metric] - entry["float"][metric])
         out[view_name] = entry
     return out
 
@@ -286,7 +312,7 @@ def parity_runners(
     run folder, each as a runner (TFLite / ONNX on all cores)."""
     threads = os.cpu_count() or 1
     runners = {"keras": keras_runner(model, temperature)}
-    for name, file in (("float", "model_float.tflite"), ("int8", "model_int8.tflite")):
+    for name, file in TFLITE_FILES.items():
         if (folder / file).is_file():
             runners[name] = tflite_runner(folder / file, threads)
     if (folder / "model.onnx").is_file():

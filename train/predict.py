@@ -1,8 +1,9 @@
 """Apply a finished run to new pictures (``curate predict``): find faces, crop, classify.
 
 * :func:`load_predictor` -- a run folder's model on one backend of :data:`BACKENDS`:
-  ``keras`` (``model.keras``), ``tflite`` / ``tflite-int8`` (the run's ``model_float.tflite`` /
-  ``model_int8.tflite``, on ``ai_edge_litert``) or ``onnx`` (``model.onnx``, made by
+  ``keras`` (``model.keras``), ``tflite`` / ``tflite-int8`` / ``tflite-dynamic`` (the run's
+  ``model_float.tflite`` / full-integer ``model_int8.tflite`` / dynamic-range
+  ``model_dynamic_int8.tflite``, on ``ai_edge_litert``) or ``onnx`` (``model.onnx``, made by
   ``curate train export --format onnx``, on ``onnxruntime``). Every backend takes the same
   uint8 face crops and returns class probabilities under the run's policy (and valence /
   arousal for runs with that head), so their answers can be compared row for row.
@@ -27,14 +28,16 @@ from typing import Any
 import numpy as np
 
 from train.config import TrainError
+from train.export import TFLITE_FILES
 
 #: Backends of :func:`load_predictor`.
-BACKENDS: tuple[str, ...] = ("keras", "tflite", "tflite-int8", "onnx")
+BACKENDS: tuple[str, ...] = ("keras", "tflite", "tflite-int8", "tflite-dynamic", "onnx")
 #: The file each backend reads in a run folder.
 BACKEND_FILES: dict[str, str] = {
     "keras": "model.keras",
-    "tflite": "model_float.tflite",
-    "tflite-int8": "model_int8.tflite",
+    "tflite": TFLITE_FILES["float"],
+    "tflite-int8": TFLITE_FILES["int8"],
+    "tflite-dynamic": TFLITE_FILES["dynamic"],
     "onnx": "model.onnx",
 }
 #: File name endings read as images.
@@ -83,8 +86,7 @@ def load_predictor(run: str | Path, backend: str = "keras", **lookup: Any) -> Pr
         raise TrainError(f"run {folder.name}: no {path.name} for --backend {backend} ({how})")
     from train import export
 
-    load = {"keras": _keras, "tflite": export.tflite_runner, "tflite-int8": export.tflite_runner,
-            "onnx": export.onnx_runner}[backend]  # fmt: skip
+    load = {"keras": _keras, "onnx": export.onnx_runner}.get(backend, export.tflite_runner)
     return Predictor(
         run=folder,
         backend=backend,

@@ -18,7 +18,7 @@ def predict_command(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     run: Annotated[str, typer.Option("--run", help="Run name (in the workspace's runs) or run folder.")],
     backend: Annotated[
-        str, typer.Option("--backend", help="keras, tflite (float), tflite-int8 or onnx (after `train export`).")
+        str, typer.Option("--backend", help="keras, tflite (float), tflite-int8 (full integer), tflite-dynamic (int8 weights) or onnx (after `train export`).")
     ] = "keras",
     detect: Annotated[
         bool,

@@ -207,7 +207,7 @@ CacheOption = Annotated[
     str, typer.Option("--cache", help="auto, memory, file or none (decoded images, sizes <= 128 px).")
 ]
 ExportOption = Annotated[
-    bool, typer.Option("--export/--no-export", help="Write TFLite float and int8 models with latency.")
+    bool, typer.Option("--export/--no-export", help="Write TFLite float, full-integer int8 and dynamic-range int8 models with latency.")
 ]
 AugmentOption = Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, affine and colour jitter.")]
 NameOption = Annotated[
@@ -362,7 +362,7 @@ def _print_result(result: Any, *, registered: bool) -> None:
         parts.append(f"train_oof ({metrics['oof']['folds']} folds): acc {100 * metrics['train_oof']['accuracy']:.1f}%")
     console.print(f"[bold]{result.name}[/]: " + "; ".join(parts), highlight=False, soft_wrap=True)
     export = metrics.get("export") or {}
-    files = {kind: entry for kind, entry in export.items() if kind in ("float", "int8")}
+    files = {kind: entry for kind, entry in export.items() if kind in ("float", "int8", "dynamic")}
     if files:
         console.print(
             "TFLite: "
