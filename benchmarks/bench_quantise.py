@@ -159,13 +159,13 @@ def main() -> None:
     print(
         f"Run `{folder.name}`: {config.model} at {config.image_size} px, {len(data.class_names)} classes; "
         f"every evaluation row ({rows}). Each scheme against "
-        "TFLite float: top-1 agreement, accuracy and balanced-accuracy change in points; latency is the median "
+        "TFLite float: top-1 agreement, accuracy and balanced-accuracy change in points, each with its 95 % interval (Wilson; paired bootstrap within labels); latency is the median "
         f"single-image call on one CPU thread ({time.perf_counter() - started:.0f} s in all).\n"
     )
     header = "| scheme | left in float | MiB | ms per image |"
     rule = "|---|---|---:|---:|"
     for view in views:
-        header += f" {view}: top-1 = float | Δ accuracy | Δ balanced accuracy |"
+        header += f" {view}: top-1 = float, % [95%] | Δ accuracy [95%] | Δ balanced accuracy [95%] |"
         rule += "---:|---:|---:|"
     print(header + "\n" + rule)
     print(f"| TFLite float | everything | {sizes['float']:.2f} | {latency['float']:.2f} |" + " – | – | – |" * len(views))
@@ -173,8 +173,9 @@ def main() -> None:
         cells = [scheme, left, f"{sizes[scheme]:.2f}", f"{latency[scheme]:.2f}"]
         for view in views:
             entry = parity[view][scheme]
-            cells += [f"{100 * entry['top1_agreement_with_float']:.1f}%", f"{entry['accuracy_change_vs_float']:+.1f}",
-                      f"{entry['balanced_accuracy_change_vs_float']:+.1f}"]  # fmt: skip
+            cells += [_figure(entry, "top1_agreement_with_float", 100, "{:.1f}"),
+                      _figure(entry, "accuracy_change_vs_float", 1, "{:+.1f}"),
+                      _figure(entry, "balanced_accuracy_change_vs_float", 1, "{:+.1f}")]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
     print(
         "\nWidest activations of the float model (range over the calibration images, in standard deviations "
@@ -182,6 +183,12 @@ def main() -> None:
         + "; ".join(f"{name} {whole:.0f} / {channel:.0f}" for name, whole, channel in widest)
         + ".\n"
     )
+
+
+def _figure(entry: dict, key: str, scale: float, style: str) -> str:
+    """A figure of :func:`train.export.quantisation_cost` with its 95 % interval."""
+    low, high = (style.format(scale * bound) for bound in entry[f"{key}_ci95"])
+    return f"{style.format(scale * entry[key])} [{low}, {high}]"
 
 
 def convert_float(saved: Path) -> bytes:

@@ -65,6 +65,27 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
+def test_quantisation_cost_intervals():
+    from train.export import quantisation_cost
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 7, 700)
+    reference = np.where(rng.random(700) < 0.6, labels, rng.integers(0, 7, 700))
+    same = quantisation_cost(labels, reference, reference)
+    assert same["top1_agreement_with_float"] == 1.0 and same["top1_agreement_with_float_ci95"][1] == pytest.approx(1.0)
+    assert same["accuracy_change_vs_float_ci95"] == [0.0, 0.0]  # paired: the same rows in every replicate
+    # a copy that gets 70 of float's right rows wrong: 10 points of accuracy lost, surely
+    worse = reference.copy()
+    right = np.flatnonzero(reference == labels)[:70]
+    worse[right] = (labels[right] + 1) % 7
+    cost = quantisation_cost(labels, worse, reference)
+    assert cost["top1_agreement_with_float"] == pytest.approx(0.9)
+    low, high = cost["top1_agreement_with_float_ci95"]
+    assert 0.87 < low < 0.9 < high < 0.93
+    low, high = cost["accuracy_change_vs_float_ci95"]
+    assert low < -10.0 < high < -7.0
+
+
 def test_export_parity_is_stored(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     parity = metrics["export"]["parity"]
@@ -81,6 +102,11 @@ def test_export_parity_is_stored(run_dir):
             assert quantised["accuracy_change_vs_float"] == pytest.approx(
                 100 * (quantised["accuracy"] - entry["float"]["accuracy"])
             )
+            low, high = quantised["top1_agreement_with_float_ci95"]
+            assert low <= quantised["top1_agreement_with_float"] <= high
+            for metric in ("accuracy", "balanced_accuracy"):
+                low, high = quantised[f"{metric}_change_vs_float_ci95"]
+                assert low <= high
     assert metrics["export"]["onnx"]["bytes"] == (run_dir / "model.onnx").stat().st_size
     assert metrics["export"]["onnx"]["latency"]["threads"] == 1
 

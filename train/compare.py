@@ -703,12 +703,23 @@ PARITY_NAMES = {"keras": "Keras", "float": "TFLite float", "int8": "TFLite int8 
                 "dynamic": "TFLite int8 weights (dynamic range)", "onnx": "ONNX (onnxruntime)"}  # fmt: skip
 
 
+def _with_interval(value: float, entry: dict[str, Any], key: str, style: str, scale: float = 1.0) -> str:
+    """``value`` in ``style``, then its 95 % interval ``entry[key + "_ci95"]`` when the run stored one."""
+    interval = entry.get(f"{key}_ci95")
+    if not interval:
+        return style.format(value)
+    low, high = (style.format(scale * bound).rstrip("%") for bound in interval)
+    return f"{style.format(value)} [{low}, {high}]"
+
+
 def parity_markdown(parity: dict[str, Any], *, run: str | None = None) -> str:
     """Each backend on each evaluation view: accuracy, agreement with Keras, and what each quantised
-    file (full-integer and dynamic-range int8) costs against TFLite float."""
+    file (full-integer and dynamic-range int8) costs against TFLite float, with 95 % intervals
+    (:func:`train.export.quantisation_cost`)."""
     lines = [
         "| " + ("run | " if run else "") + "view | rows | backend | accuracy | balanced accuracy | top-1 = Keras | "
-        "max abs. Δ probability | quantised: top-1 = float | quantised: Δ accuracy | quantised: Δ balanced accuracy |",
+        "max abs. Δ probability | quantised: top-1 = float [95%] | quantised: Δ accuracy [95%] | "
+        "quantised: Δ balanced accuracy [95%] |",
         "|" + ("---|" if run else "") + "---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for view, entry in parity.items():
@@ -720,8 +731,10 @@ def parity_markdown(parity: dict[str, Any], *, run: str | None = None) -> str:
             diff = "–" if backend == "keras" else f"{b['max_abs_difference']:.2g}"
             int8 = ["–", "–", "–"]
             if "top1_agreement_with_float" in b:
-                int8 = [f"{100 * b['top1_agreement_with_float']:.2f}%", f"{b['accuracy_change_vs_float']:+.2f}",
-                        f"{b['balanced_accuracy_change_vs_float']:+.2f}"]  # fmt: skip
+                int8 = [_with_interval(100 * b["top1_agreement_with_float"], b, "top1_agreement_with_float", "{:.2f}%", 100),
+                        _with_interval(b["accuracy_change_vs_float"], b, "accuracy_change_vs_float", "{:+.2f}"),
+                        _with_interval(b["balanced_accuracy_change_vs_float"], b, "balanced_accuracy_change_vs_float",
+                                       "{:+.2f}")]  # fmt: skip
             cells = [view, f"{entry['rows']:,}", PARITY_NAMES[backend], _pct(b["accuracy"]),
                      _pct(b["balanced_accuracy"]), agree, diff, *int8]  # fmt: skip
             lines.append("| " + (f"{run} | " if run else "") + " | ".join(cells) + " |")
