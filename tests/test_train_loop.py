@@ -75,6 +75,14 @@ def test_tflite_exports_with_size_latency_and_agreement(api_run) -> None:
     assert metrics["export"]["float"]["top1_agreement_with_keras"] == 1.0
 
 
+def test_view_figures_carry_intervals(api_run) -> None:
+    metrics = json.loads((api_run.path / "metrics.json").read_text())
+    for view in ("balanced", "class_frequency"):
+        for key in ("accuracy", "balanced_accuracy"):
+            low, high = metrics[view][f"{key}_ci95"]
+            assert 0.0 <= low <= metrics[view][key] <= high <= 1.0, (view, key)
+
+
 def test_run_folders_follow_the_contract(policy_runs) -> None:
     import pyarrow.parquet as pq
 

@@ -68,6 +68,10 @@ def predict_view(model: Any, view: Any, *, va_head: bool = False) -> dict[str, n
     return result
 
 
+#: Seed of the bootstrap behind every view's intervals (:func:`view_metrics`).
+INTERVAL_SEED = 53
+
+
 def classification_metrics(labels_: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro F1, per-class figures and the confusion matrix.
 
@@ -136,9 +140,18 @@ def va_metrics(predictions: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def view_metrics(predictions: dict[str, np.ndarray], class_names: Sequence[str]) -> dict[str, Any]:
-    """Classification metrics (and V/A metrics when present) of one view's predictions."""
+    """Classification metrics (and V/A metrics when present) of one view's predictions, with 95 %
+    intervals of accuracy and balanced accuracy (``*_ci95``: rows resampled within each label,
+    :func:`train.slices.bootstrap_scores`, seeded so a run's figures are reproducible)."""
+    from train.slices import bootstrap_scores
+
     predicted = predictions["probabilities"].argmax(axis=1)
     metrics = classification_metrics(predictions["label"], predicted, class_names)
+    if metrics["count"]:
+        replicates = bootstrap_scores(predictions["label"], predicted, np.random.default_rng(INTERVAL_SEED), 1000)
+        low, high = np.percentile(replicates, [2.5, 97.5], axis=0)
+        metrics["accuracy_ci95"] = [float(low[0]), float(high[0])]
+        metrics["balanced_accuracy_ci95"] = [float(low[1]), float(high[1])]
     if "valence_pred" in predictions:
         metrics["va"] = va_metrics(predictions)
     return metrics

@@ -348,6 +348,13 @@ def train_command(
         _print_result(result, registered=plan.register)
 
 
+def _with_ci(metrics: dict[str, Any], key: str) -> str:
+    """``63.0% [58.8, 67.2]``: a view's figure with its 95 % interval (runs before the intervals: the figure)."""
+    interval = metrics.get(f"{key}_ci95")
+    figure = f"{100 * metrics[key]:.1f}%"
+    return f"{figure} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else figure
+
+
 def _print_result(result: Any, *, registered: bool) -> None:
     metrics = result.metrics
     parts = []
@@ -355,7 +362,7 @@ def _print_result(result: Any, *, registered: bool) -> None:
         if view in metrics:
             m = metrics[view]
             parts.append(
-                f"{view}: acc {100 * m['accuracy']:.1f}% bal-acc {100 * m['balanced_accuracy']:.1f}% "
+                f"{view} ({m['count']} rows): acc {_with_ci(m, 'accuracy')} bal-acc {_with_ci(m, 'balanced_accuracy')} "
                 f"macro-F1 {100 * m['macro_f1']:.1f}%"
             )
     if "train_oof" in metrics:
