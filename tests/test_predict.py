@@ -86,6 +86,20 @@ def test_quantisation_cost_intervals():
     assert low < -10.0 < high < -7.0
 
 
+def test_parity_notes_name_the_file_under_the_target():
+    from train.compare import parity_notes
+
+    def view(int8, dynamic):
+        return {"rows": 500, "int8": {"top1_agreement_with_float": int8}, "dynamic": {"top1_agreement_with_float": dynamic}}
+
+    (note,) = parity_notes({"balanced": view(0.904, 0.989), "class_frequency": view(0.99, 0.991)})
+    assert note.startswith("TFLite int8 (full integer) keeps float's top-1 on 90.4% of balanced rows, under 98%")
+    assert "TFLite int8 weights (dynamic range) keeps 98% or more" in note and "class_frequency" not in note
+    assert parity_notes({"balanced": view(0.985, 0.99)}) == []
+    (first, second) = parity_notes({"balanced": view(0.9, 0.97)})
+    assert "keeps 98% or more" not in first + second  # neither file to recommend
+
+
 def test_export_parity_is_stored(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     parity = metrics["export"]["parity"]

@@ -639,9 +639,13 @@ def comparison_markdown(table: dict[str, Any]) -> str:
         lines += ["", *diagnostics_lines(table["diagnostics"])]
     if table.get("exports"):
         lines += ["", "## What the exports cost (every evaluation row through every exported file; Δ in points)", ""]
+        notes = []
         for number, (run, parity) in enumerate(table["exports"].items()):
             table_lines = parity_markdown(parity, run=run).splitlines()
             lines += table_lines if number == 0 else table_lines[2:]
+            notes += [f"- {run}: {note}" for note in parity_notes(parity)]
+        if notes:
+            lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -739,6 +743,29 @@ def parity_markdown(parity: dict[str, Any], *, run: str | None = None) -> str:
                      _pct(b["balanced_accuracy"]), agree, diff, *int8]  # fmt: skip
             lines.append("| " + (f"{run} | " if run else "") + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def parity_notes(parity: dict[str, Any]) -> list[str]:
+    """One line per quantised file that keeps float's top-1 on fewer than
+    :data:`train.export.AGREEMENT_TARGET` of a view's rows, naming the file that does better."""
+    from train.export import AGREEMENT_TARGET, QUANTISED
+
+    notes = []
+    for kind in QUANTISED:
+        short = {view: entry[kind]["top1_agreement_with_float"] for view, entry in parity.items()
+                 if "top1_agreement_with_float" in entry.get(kind, {})}  # fmt: skip
+        short = {view: value for view, value in short.items() if value < AGREEMENT_TARGET}
+        if not short:
+            continue
+        where = ", ".join(f"{100 * value:.1f}% of {view} rows" for view, value in short.items())
+        better = [other for other in QUANTISED if other != kind and all(
+            entry.get(other, {}).get("top1_agreement_with_float", 0.0) >= AGREEMENT_TARGET for entry in parity.values())]  # fmt: skip
+        advice = f"; {PARITY_NAMES[better[0]]} keeps {100 * AGREEMENT_TARGET:.0f}% or more" if better else ""
+        notes.append(
+            f"{PARITY_NAMES[kind]} keeps float's top-1 on {where}, under {100 * AGREEMENT_TARGET:.0f}%{advice} "
+            "(docs/predict.md: which file to ship)."
+        )
+    return notes
 
 
 def write_comparison(table: dict[str, Any], stem: str | Path) -> dict[str, Path]:

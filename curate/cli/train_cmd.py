@@ -355,6 +355,15 @@ def _with_ci(metrics: dict[str, Any], key: str) -> str:
     return f"{figure} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else figure
 
 
+def _print_parity(parity: dict[str, Any]) -> None:
+    """Every backend on every evaluation row, then a line for each quantised file under the target."""
+    from train.compare import parity_markdown, parity_notes
+
+    print_markdown(parity_markdown(parity))
+    for note in parity_notes(parity):
+        console.print(note, highlight=False, soft_wrap=True)
+
+
 def _print_result(result: Any, *, registered: bool) -> None:
     metrics = result.metrics
     parts = []
@@ -379,11 +388,10 @@ def _print_result(result: Any, *, registered: bool) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    from train.compare import parity_markdown
     from train.diagnostics import diagnostics_markdown
 
     if export.get("parity"):
-        print_markdown(parity_markdown(export["parity"]))
+        _print_parity(export["parity"])
     extras = diagnostics_markdown(metrics)
     if extras:
         print_markdown(extras)
@@ -431,15 +439,13 @@ def export_command(
         exports = export_run(run, formats=(format_,), runs_dir=runs_dir, workspace=workspace, data_dir=data_dir)
     except _user_errors() as error:
         fail(str(error))
-    from train.compare import parity_markdown
-
     onnx = exports.get("onnx")
     if onnx:
         console.print(
             f"written {onnx['file']} ({onnx['bytes'] / 2**20:.1f} MiB, {onnx['latency_ms']:.2f} ms per image on one thread)",
             highlight=False,
         )
-    print_markdown(parity_markdown(exports.get("parity", {})))
+    _print_parity(exports.get("parity", {}))
 
 
 @train_app.command("evaluate")
