@@ -36,6 +36,27 @@ def test_ece_of_a_known_table():
     assert ece == pytest.approx(0.5 * abs(0.9 - 0.9) + 0.5 * abs(0.3 - 0.55))
 
 
+@pytest.mark.parametrize("seed", (4, 5, 6))
+def test_ece_noise_floor_separates_noise_from_miscalibration(seed):
+    # 600 rows (a demo view): labels drawn from the model's own probabilities are perfectly
+    # calibrated, so their ECE is sampling noise and sits under the floor (a 95th percentile)
+    rng = np.random.default_rng(seed)
+    under = 0
+    for trial in range(40):
+        probabilities = calibration.softmax(rng.normal(0, 2, size=(600, 7)))
+        drawn = np.array([rng.choice(7, p=p) for p in probabilities])
+        floor = calibration.ece_noise_floor(probabilities, seed=trial)
+        under += calibration.expected_calibration_error(probabilities, drawn) <= floor
+        if trial == 0:
+            # the same model 2x overconfident: its true labels follow softmax(z / 2)
+            truth = np.array([rng.choice(7, p=p) for p in calibration.softmax(np.log(probabilities), 2.0)])
+            assert calibration.expected_calibration_error(probabilities, truth) > 2 * floor  # 2.7-2.9x
+    assert under >= 34  # seeds 4 / 5 / 6: 40, 39, 39 of 40
+    many = calibration.softmax(rng.normal(0, 2, size=(20_000, 7)))
+    # shrinks about as 1/sqrt(rows): 0.17-0.18 of the 600-row floor at 20,000 rows
+    assert calibration.ece_noise_floor(many) < calibration.ece_noise_floor(many[:600]) / 3
+
+
 def test_a_small_holdout_fits_no_temperature(tmp_path):
     with pytest.raises(calibration.CalibrationError) as error:
         calibration.fit_temperature(np.zeros((40, 3)), np.zeros(40, dtype=int))

@@ -113,6 +113,7 @@ def test_run_folders_follow_the_contract(policy_runs) -> None:
         calibration = metrics["calibration"]
         assert set(calibration["views"]) == {"balanced", "class_frequency", "test"}
         assert all(0.0 <= v["ece"] <= 1.0 for v in calibration["views"].values())
+        assert all(0.0 < v["ece_noise_floor"] <= 1.0 for v in calibration["views"].values())
         assert calibration["temperature"] is None or calibration["temperature"] > 0
         diagnostics = metrics["diagnostics"]["test"]
         assert set(diagnostics["slices"]) == {"vote_agreement"}

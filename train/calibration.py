@@ -3,6 +3,10 @@
 * :func:`expected_calibration_error` -- ECE over :data:`BINS` equal-width confidence bins
   (Guo et al. 2017): the row-weighted mean gap between each bin's accuracy and its mean
   top-1 probability.
+* :func:`ece_noise_floor` -- how large an ECE sampling alone makes on these rows: the 95th
+  percentile of the ECE of a perfectly calibrated model with the same confidences (each row
+  right with probability equal to its confidence; "consistency resampling", Bröcker & Smith
+  2007). An ECE under the floor is indistinguishable from perfect calibration.
 * :func:`fit_temperature` -- one scalar ``T`` that divides the logits, fitted by minimising
   the negative log-likelihood on the **hold-out view only** (the hashed hold-out of the
   training split, :data:`FIT_VIEW`); never on a test split. ``T`` changes no top-1, only how
@@ -55,6 +59,23 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     filled = table["rows"] > 0
     weights = table["rows"][filled] / table["rows"].sum()
     return float(np.sum(weights * np.abs(table["accuracy"][filled] - table["confidence"][filled])))
+
+
+def ece_noise_floor(
+    probabilities: np.ndarray, *, bins: int = BINS, replicates: int = 1000, seed: int = 0
+) -> float:
+    """95th percentile of the ECE of ``replicates`` perfectly calibrated draws at these confidences."""
+    confidence = np.asarray(probabilities).max(axis=1)
+    if confidence.size == 0:
+        return 0.0
+    index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    rng = np.random.default_rng([seed, 67])
+    eces = np.empty(replicates)
+    for replicate in range(replicates):
+        correct = rng.random(confidence.size) < confidence
+        # sum over bins of |sum in bin of (right - confidence)| / rows == ECE
+        eces[replicate] = np.abs(np.bincount(index, weights=correct - confidence, minlength=bins)).sum()
+    return float(np.percentile(eces / confidence.size, 95))
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, view: str = FIT_VIEW) -> float:
@@ -133,9 +154,11 @@ def calibrate_views(
     temperature = out["temperature"]
     for view, result in predictions.items():
         logits, labels = result["logits"], result["label"]
-        entry = {"ece": expected_calibration_error(softmax(logits), labels)}
+        entry = {"ece": expected_calibration_error(softmax(logits), labels),
+                 "ece_noise_floor": ece_noise_floor(softmax(logits))}  # fmt: skip
         if temperature is not None:
             entry["ece_after"] = expected_calibration_error(softmax(logits, temperature), labels)
+            entry["ece_after_noise_floor"] = ece_noise_floor(softmax(logits, temperature))
         image = plot_reliability(logits, labels, temperature, work / f"reliability_{view}.png",
                                  title=f"{run}: {view} view, {len(labels):,} rows")  # fmt: skip
         entry["reliability"] = image.name

@@ -651,6 +651,7 @@ def comparison_markdown(table: dict[str, Any]) -> str:
 
 def diagnostics_lines(diagnostics: dict[str, Any]) -> list[str]:
     """Per run: slice gaps, calibration and FER+ vote figures (``docs/evaluation.md``)."""
+    from train.diagnostics import ece_cell
 
     def interval(entry: dict[str, Any]) -> str:
         low, high = entry["ci95"]
@@ -685,14 +686,15 @@ def diagnostics_lines(diagnostics: dict[str, Any]) -> list[str]:
         calib = entry.get("calibration") or {}
         for view, numbers in (calib.get("views") or {}).items():
             t = calib.get("temperature")
-            after = _pct(numbers["ece_after"]) if "ece_after" in numbers else "–"
+            after = ece_cell(numbers, "ece_after") if "ece_after" in numbers else "–"
             calibration.append(
-                f"| {run} | {view} | {_pct(numbers['ece'])} | {after} | {'–' if t is None else f'{t:.2f}'} |"
+                f"| {run} | {view} | {ece_cell(numbers, 'ece')} | {after} | {'–' if t is None else f'{t:.2f}'} |"
             )
     if calibration:
         lines += ["", "## Calibration (ECE in %, 15 bins; temperature fitted on the train hold-out only)", "",
-                  "| run | view | ECE raw | ECE after temperature | temperature |", "|---|---|---:|---:|---:|",
-                  *calibration]  # fmt: skip
+                  "| run | view | ECE raw (noise floor) | ECE after temperature (noise floor) | temperature |",
+                  "|---|---|---:|---:|---:|", *calibration, "",
+                  "Noise floor: the ECE a perfectly calibrated model reaches on these rows 95% of the time."]  # fmt: skip
     if votes:
         lines += ["", "## FER+ votes (predicted distribution against all ten votes)", "",
                   "| run | trained with vote mode | view | rows | cross-entropy | KL | accuracy vs majority | "
