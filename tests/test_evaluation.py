@@ -57,6 +57,18 @@ def test_ece_noise_floor_separates_noise_from_miscalibration(seed):
     assert calibration.ece_noise_floor(many) < calibration.ece_noise_floor(many[:600]) / 3
 
 
+def test_one_class_predictions_are_flagged():
+    from train.evaluate import one_class_warning
+
+    names = ["Neutral", "Happy", "Sad"]
+    collapsed = {"confusion_matrix": [[50, 0, 0], [48, 2, 0], [50, 0, 0]]}  # 148 of 150 predicted Neutral
+    warning = one_class_warning("balanced", collapsed, names)
+    assert warning.startswith("balanced: 98.7% of the rows predicted Neutral;") and "\n" not in warning
+    learning = {"confusion_matrix": [[40, 5, 5], [10, 35, 5], [20, 0, 30]]}
+    assert one_class_warning("balanced", learning, names) is None
+    assert one_class_warning("balanced", {"confusion_matrix": [[0, 0], [0, 0]]}, names) is None
+
+
 def test_a_small_holdout_fits_no_temperature(tmp_path):
     with pytest.raises(calibration.CalibrationError) as error:
         calibration.fit_temperature(np.zeros((40, 3)), np.zeros(40, dtype=int))

@@ -108,6 +108,23 @@ def classification_metrics(labels_: np.ndarray, predicted: np.ndarray, class_nam
     }
 
 
+#: Share of a view's rows given one class above which a run is said to predict one class.
+COLLAPSE_SHARE = 0.95
+
+
+def one_class_warning(view: str, metrics: dict[str, Any], class_names: Sequence[str]) -> str | None:
+    """A line when one class takes :data:`COLLAPSE_SHARE` or more of a view's predictions: then its
+    accuracy is about that class's share of the rows, and its interval says nothing of learning."""
+    predicted = np.asarray(metrics.get("confusion_matrix") or [[0]]).sum(axis=0)
+    if predicted.sum() == 0 or predicted.max() < COLLAPSE_SHARE * predicted.sum():
+        return None
+    top = int(predicted.argmax())
+    return (
+        f"{view}: {100 * predicted[top] / predicted.sum():.1f}% of the rows predicted {class_names[top]}; "
+        "the figures are that class's share, not what the model learnt (train longer, see docs/training.md)"
+    )
+
+
 def concordance_correlation(truth: np.ndarray, prediction: np.ndarray) -> float:
     """Lin's CCC: 2 cov / (var_t + var_p + (mean_t - mean_p)^2)."""
     truth, prediction = np.asarray(truth, np.float64), np.asarray(prediction, np.float64)

@@ -377,6 +377,12 @@ def _print_result(result: Any, *, registered: bool) -> None:
     if "train_oof" in metrics:
         parts.append(f"train_oof ({metrics['oof']['folds']} folds): acc {100 * metrics['train_oof']['accuracy']:.1f}%")
     console.print(f"[bold]{result.name}[/]: " + "; ".join(parts), highlight=False, soft_wrap=True)
+    from train.evaluate import one_class_warning
+
+    for view in ("balanced", "class_frequency", "test"):
+        warning = one_class_warning(view, metrics[view], metrics["class_names"]) if view in metrics else None
+        if warning:
+            console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     export = metrics.get("export") or {}
     files = {kind: entry for kind, entry in export.items() if kind in ("float", "int8", "dynamic")}
     if files:
