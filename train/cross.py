@@ -115,8 +115,9 @@ def evaluate_on(
     restricted[:, present] = predictions["logits"][:, present]
     predicted = restricted.argmax(axis=1)
     labels = predictions["label"]
-    boot = slices.bootstrap_scores(labels, predicted, np.random.default_rng([seed, 7]), replicates)
-    low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+    accuracy_ci, balanced_ci = slices.ci95(
+        slices.bootstrap_scores(labels, predicted, np.random.default_rng([seed, 7]), replicates)
+    )
     return {
         "run": folder.name,
         "trained_on": run_config["dataset"],
@@ -125,11 +126,8 @@ def evaluate_on(
         "rows": int(len(labels)),
         "classes_scored": [class_names[c] for c in present],
         "classes_left_out": left_out,
-        "accuracy": {"value": float(np.mean(predicted == labels)), "ci95": [float(low[0]), float(high[0])]},
-        "balanced_accuracy": {
-            "value": slices.balanced_accuracy(labels, predicted),
-            "ci95": [float(low[1]), float(high[1])],
-        },
+        "accuracy": {"value": float(np.mean(predicted == labels)), "ci95": accuracy_ci},
+        "balanced_accuracy": {"value": slices.balanced_accuracy(labels, predicted), "ci95": balanced_ci},
         "align": config.resolved_align,
     }
 

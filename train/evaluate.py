@@ -160,15 +160,13 @@ def view_metrics(predictions: dict[str, np.ndarray], class_names: Sequence[str])
     """Classification metrics (and V/A metrics when present) of one view's predictions, with 95 %
     intervals of accuracy and balanced accuracy (``*_ci95``: rows resampled within each label,
     :func:`train.slices.bootstrap_scores`, seeded so a run's figures are reproducible)."""
-    from train.slices import bootstrap_scores
+    from train.slices import bootstrap_scores, ci95
 
     predicted = predictions["probabilities"].argmax(axis=1)
     metrics = classification_metrics(predictions["label"], predicted, class_names)
     if metrics["count"]:
-        replicates = bootstrap_scores(predictions["label"], predicted, np.random.default_rng(INTERVAL_SEED), 1000)
-        low, high = np.percentile(replicates, [2.5, 97.5], axis=0)
-        metrics["accuracy_ci95"] = [float(low[0]), float(high[0])]
-        metrics["balanced_accuracy_ci95"] = [float(low[1]), float(high[1])]
+        draws = bootstrap_scores(predictions["label"], predicted, np.random.default_rng(INTERVAL_SEED), 1000)
+        metrics["accuracy_ci95"], metrics["balanced_accuracy_ci95"] = ci95(draws)
     if "valence_pred" in predictions:
         metrics["va"] = va_metrics(predictions)
     return metrics

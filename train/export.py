@@ -309,20 +309,21 @@ def quantisation_cost(
     """
     from scipy.stats import binomtest
 
-    from train.slices import bootstrap_scores
+    from train.slices import bootstrap_scores, ci95
 
     agree = int(np.sum(quantised == reference))
     wilson = binomtest(agree, len(labels)).proportion_ci(confidence_level=0.95, method="wilson")
-    changes = 100 * (
-        bootstrap_scores(labels, quantised, np.random.default_rng([seed, 31]), replicates)
-        - bootstrap_scores(labels, reference, np.random.default_rng([seed, 31]), replicates)
+    accuracy_ci, balanced_ci = ci95(
+        100 * (
+            bootstrap_scores(labels, quantised, np.random.default_rng([seed, 31]), replicates)
+            - bootstrap_scores(labels, reference, np.random.default_rng([seed, 31]), replicates)
+        )
     )
-    low, high = np.percentile(changes, [2.5, 97.5], axis=0)
     return {
         "top1_agreement_with_float": agree / len(labels),
         "top1_agreement_with_float_ci95": [float(wilson.low), float(wilson.high)],
-        "accuracy_change_vs_float_ci95": [float(low[0]), float(high[0])],
-        "balanced_accuracy_change_vs_float_ci95": [float(low[1]), float(high[1])],
+        "accuracy_change_vs_float_ci95": accuracy_ci,
+        "balanced_accuracy_change_vs_float_ci95": balanced_ci,
     }
 
 

@@ -111,6 +111,14 @@ def bootstrap_scores(labels: np.ndarray, predicted: np.ndarray, rng: np.random.G
     return np.stack([hits / max(len(labels), 1), np.mean(recalls, axis=0)], axis=1)
 
 
+def ci95(draws: np.ndarray) -> list[list[float]]:
+    """The 95 % percentile interval ``[low, high]`` of each column of ``draws`` (replicates x
+    figures, or one figure per replicate), replicates that are NaN skipped."""
+    draws = np.asarray(draws)
+    low, high = np.nanpercentile(draws.reshape(len(draws), -1), [2.5, 97.5], axis=0)
+    return [[float(a), float(b)] for a, b in zip(low, high, strict=True)]
+
+
 def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
 
@@ -137,13 +145,12 @@ def slice_metrics(
         for value in sorted({v for v in values if v is not None}, key=str):
             rows = values == value
             y, p = labels[rows], predicted[rows]
-            boot = bootstrap_scores(y, p, rng, replicates)
-            draws[value] = boot
-            low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+            draws[value] = bootstrap_scores(y, p, rng, replicates)
+            accuracy_ci, balanced_ci = ci95(draws[value])
             entry["values"][value] = {
                 "rows": int(rows.sum()),
-                "accuracy": {"value": float(np.mean(y == p)), "ci95": [float(low[0]), float(high[0])]},
-                "balanced_accuracy": {"value": balanced_accuracy(y, p), "ci95": [float(low[1]), float(high[1])]},
+                "accuracy": {"value": float(np.mean(y == p)), "ci95": accuracy_ci},
+                "balanced_accuracy": {"value": balanced_accuracy(y, p), "ci95": balanced_ci},
                 "ranked": bool(rows.sum() >= MIN_ROWS),
             }
         ranked = [v for v, e in entry["values"].items() if e["ranked"]]
@@ -153,13 +160,12 @@ def slice_metrics(
                 continue
             best = max(ranked, key=lambda v: entry["values"][v][metric]["value"])
             worst = min(ranked, key=lambda v: entry["values"][v][metric]["value"])
-            gap = draws[best][:, column] - draws[worst][:, column]
-            low, high = np.nanpercentile(gap, [2.5, 97.5])
+            (gap_ci,) = ci95(draws[best][:, column] - draws[worst][:, column])
             entry[f"{metric}_gap"] = {
                 "best": best,
                 "worst": worst,
                 "value": entry["values"][best][metric]["value"] - entry["values"][worst][metric]["value"],
-                "ci95": [float(low), float(high)],
+                "ci95": gap_ci,
             }
         out[attribute] = entry
     return out
