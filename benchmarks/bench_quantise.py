@@ -120,6 +120,7 @@ def main() -> None:
     import numpy as np
 
     from train import export
+    from train.compare import with_interval
     from train.config import TrainConfig
     from train.data import prepare_data
     from train.runs import load_run
@@ -173,9 +174,11 @@ def main() -> None:
         cells = [scheme, left, f"{sizes[scheme]:.2f}", f"{latency[scheme]:.2f}"]
         for view in views:
             entry = parity[view][scheme]
-            cells += [_figure(entry, "top1_agreement_with_float", 100, "{:.1f}"),
-                      _figure(entry, "accuracy_change_vs_float", 1, "{:+.1f}"),
-                      _figure(entry, "balanced_accuracy_change_vs_float", 1, "{:+.1f}")]  # fmt: skip
+            cells += [with_interval(100 * entry["top1_agreement_with_float"], entry, "top1_agreement_with_float",
+                                    "{:.1f}", 100),
+                      with_interval(entry["accuracy_change_vs_float"], entry, "accuracy_change_vs_float", "{:+.1f}"),
+                      with_interval(entry["balanced_accuracy_change_vs_float"], entry,
+                                    "balanced_accuracy_change_vs_float", "{:+.1f}")]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
     print(
         "\nWidest activations of the float model (range over the calibration images, in standard deviations "
@@ -183,12 +186,6 @@ def main() -> None:
         + "; ".join(f"{name} {whole:.0f} / {channel:.0f}" for name, whole, channel in widest)
         + ".\n"
     )
-
-
-def _figure(entry: dict, key: str, scale: float, style: str) -> str:
-    """A figure of :func:`train.export.quantisation_cost` with its 95 % interval."""
-    low, high = (style.format(scale * bound) for bound in entry[f"{key}_ci95"])
-    return f"{style.format(scale * entry[key])} [{low}, {high}]"
 
 
 def convert_float(saved: Path) -> bytes:

@@ -154,11 +154,12 @@ def calibrate_views(
     temperature = out["temperature"]
     for view, result in predictions.items():
         logits, labels = result["logits"], result["label"]
-        entry = {"ece": expected_calibration_error(softmax(logits), labels),
-                 "ece_noise_floor": ece_noise_floor(softmax(logits))}  # fmt: skip
+        raw = softmax(logits)
+        entry = {"ece": expected_calibration_error(raw, labels), "ece_noise_floor": ece_noise_floor(raw)}
         if temperature is not None:
-            entry["ece_after"] = expected_calibration_error(softmax(logits, temperature), labels)
-            entry["ece_after_noise_floor"] = ece_noise_floor(softmax(logits, temperature))
+            scaled = softmax(logits, temperature)
+            entry["ece_after"] = expected_calibration_error(scaled, labels)
+            entry["ece_after_noise_floor"] = ece_noise_floor(scaled)
         image = plot_reliability(logits, labels, temperature, work / f"reliability_{view}.png",
                                  title=f"{run}: {view} view, {len(labels):,} rows")  # fmt: skip
         entry["reliability"] = image.name

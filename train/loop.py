@@ -277,9 +277,9 @@ def _export(work: Path, model: Any, data: Any, config: TrainConfig, temperature:
     runners = export_module.parity_runners(model, work, temperature)
     parity = export_module.backend_parity(data.views, runners, data.class_names)
     out: dict[str, Any] = {}
+    rows = sum(view["rows"] for view in parity.values())
     for kind, path in paths.items():
         latency = export_module.measure_latency(path, image_size=config.image_size)
-        rows = sum(view["rows"] for view in parity.values())
         agreeing = sum(view["rows"] * view[kind]["top1_agreement_with_keras"] for view in parity.values())
         out[kind] = {
             "file": path.name,

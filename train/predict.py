@@ -27,17 +27,17 @@ from typing import Any
 
 import numpy as np
 
+from train import export
 from train.config import TrainError
-from train.export import TFLITE_FILES
 
 #: Backends of :func:`load_predictor`.
 BACKENDS: tuple[str, ...] = ("keras", "tflite", "tflite-int8", "tflite-dynamic", "onnx")
 #: The file each backend reads in a run folder.
 BACKEND_FILES: dict[str, str] = {
     "keras": "model.keras",
-    "tflite": TFLITE_FILES["float"],
-    "tflite-int8": TFLITE_FILES["int8"],
-    "tflite-dynamic": TFLITE_FILES["dynamic"],
+    "tflite": export.TFLITE_FILES["float"],
+    "tflite-int8": export.TFLITE_FILES["int8"],
+    "tflite-dynamic": export.TFLITE_FILES["dynamic"],
     "onnx": "model.onnx",
 }
 #: File name endings read as images.
@@ -61,8 +61,6 @@ class Predictor:
 def _keras(path: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     import keras
 
-    from train import export
-
     # the run's temperature (train.calibration), as its exported files apply it
     metrics = json.loads((path.parent / "metrics.json").read_text(encoding="utf-8"))
     temperature = metrics.get("calibration", {}).get("temperature")
@@ -84,8 +82,6 @@ def load_predictor(run: str | Path, backend: str = "keras", **lookup: Any) -> Pr
             "keras": "the run folder is damaged",
         }.get(backend, "the run was trained with --no-export; train it again with exports or use --backend keras")
         raise TrainError(f"run {folder.name}: no {path.name} for --backend {backend} ({how})")
-    from train import export
-
     load = {"keras": _keras, "onnx": export.onnx_runner}.get(backend, export.tflite_runner)
     return Predictor(
         run=folder,

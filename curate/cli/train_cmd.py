@@ -348,13 +348,6 @@ def train_command(
         _print_result(result, registered=plan.register)
 
 
-def _with_ci(metrics: dict[str, Any], key: str) -> str:
-    """``63.0% [58.8, 67.2]``: a view's figure with its 95 % interval (runs before the intervals: the figure)."""
-    interval = metrics.get(f"{key}_ci95")
-    figure = f"{100 * metrics[key]:.1f}%"
-    return f"{figure} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else figure
-
-
 def _print_parity(parity: dict[str, Any]) -> None:
     """Every backend on every evaluation row, then a line for each quantised file under the target."""
     from train.compare import parity_markdown, parity_notes
@@ -365,24 +358,22 @@ def _print_parity(parity: dict[str, Any]) -> None:
 
 
 def _print_result(result: Any, *, registered: bool) -> None:
+    from train.compare import with_interval
+    from train.evaluate import one_class_warning
+
     metrics = result.metrics
-    parts = []
+    parts, warnings = [], []
     for view in ("balanced", "class_frequency", "test"):
         if view in metrics:
             m = metrics[view]
-            parts.append(
-                f"{view} ({m['count']} rows): acc {_with_ci(m, 'accuracy')} bal-acc {_with_ci(m, 'balanced_accuracy')} "
-                f"macro-F1 {100 * m['macro_f1']:.1f}%"
-            )
+            acc, bal = (with_interval(100 * m[key], m, key, "{:.1f}%", 100) for key in ("accuracy", "balanced_accuracy"))
+            parts.append(f"{view} ({m['count']} rows): acc {acc} bal-acc {bal} macro-F1 {100 * m['macro_f1']:.1f}%")
+            warnings.append(one_class_warning(view, m, metrics["class_names"]))
     if "train_oof" in metrics:
         parts.append(f"train_oof ({metrics['oof']['folds']} folds): acc {100 * metrics['train_oof']['accuracy']:.1f}%")
     console.print(f"[bold]{result.name}[/]: " + "; ".join(parts), highlight=False, soft_wrap=True)
-    from train.evaluate import one_class_warning
-
-    for view in ("balanced", "class_frequency", "test"):
-        warning = one_class_warning(view, metrics[view], metrics["class_names"]) if view in metrics else None
-        if warning:
-            console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
+    for warning in filter(None, warnings):
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     export = metrics.get("export") or {}
     files = {kind: entry for kind, entry in export.items() if kind in ("float", "int8", "dynamic")}
     if files:
